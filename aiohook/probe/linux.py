@@ -1,0 +1,573 @@
+"""Probe the running Linux host: source paths, QEMU/kernel capabilities, pool volumes.
+
+Runs inside a root libvirt hook, so:
+- source probing uses no subprocess and never opens anything but regular files
+  and block devices (opening a FIFO blocks, a watchdog device arms, a tape rewinds);
+- all paths of a domain are probed in daemon threads under one deadline
+  (probe/bounded.py): a dead NFS/FUSE mount costs at most the budget;
+- it never writes to user files: the O_DIRECT probe is a read.
+Kept light on imports: lxml is imported only by resolve_volume.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import mmap
+import os
+import re
+import stat
+from typing import Sequence
+
+from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
+from aiohook.probe import DEFAULT_PROBE_BUDGET_S
+from aiohook.probe.bounded import abandoned_threads, exit_now, run_bounded  # noqa: F401
+from aiohook.probe.qcow2 import Qcow2Error, read_header
+
+DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
+LIBVIRT_DAEMONS = ("/usr/sbin/virtqemud", "/usr/sbin/libvirtd")
+DIRECT_IO_SIZE = 4096
+_CACHE_FILE = "binaries.json"
+_CACHE_VERSION = 1
+_VERSION_TIMEOUT_S = 5.0
+_MAX_POOL_XML = 1 << 20
+
+_QEMU_MARK = b"QEMU emulator version "
+_LIBVIRT_MARK = b"LIBVIRT_PRIVATE_"  # symbol version; equals the libvirt release
+_VERSION_RE = re.compile(rb"(\d+\.\d+(?:\.\d+)?)")
+
+
+# ---------------------------------------------------------------- mountinfo
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape_mount_field(text: str) -> str:
+    # The kernel escapes space, tab, newline and backslash as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """(mount point, fs type) per line of /proc/PID/mountinfo, in file order."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+            mount_point = _unescape_mount_field(fields[4])
+            fstype = _unescape_mount_field(fields[sep + 1])
+        except (ValueError, IndexError):
+            continue  # malformed line: skip rather than guess
+        mounts.append((mount_point, fstype))
+    return mounts
+
+
+def fs_type_for(path: str, mounts: list[tuple[str, str]]) -> str | None:
+    """Filesystem type of the mount with the longest mount point prefix of `path`.
+
+    `path` must be absolute and resolved. Among equal mount points the last
+    one wins (it is mounted over the earlier ones).
+    """
+    best, best_len = None, -1
+    for mount_point, fstype in mounts:
+        if mount_point == "/":
+            matches = path.startswith("/")
+        else:
+            matches = path == mount_point or path.startswith(mount_point + "/")
+        if matches and len(mount_point) >= best_len:
+            best, best_len = fstype, len(mount_point)
+    return best
+
+
+# ---------------------------------------------------------------- sysfs transport
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def block_transport(rdev: int, sys_root: str = "/sys") -> str:
+    """How a block device is attached, from /sys/dev/block/MAJ:MIN."""
+    link = os.path.join(sys_root, "dev/block", f"{os.major(rdev)}:{os.minor(rdev)}")
+    if not os.path.exists(link):
+        return "unknown"
+    device = os.path.realpath(link)
+    if os.path.exists(os.path.join(device, "partition")):
+        device = os.path.dirname(device)  # a partition: classify its disk
+    name = os.path.basename(device)
+    if name.startswith("dm-"):
+        uuid = _read_text(os.path.join(device, "dm/uuid")) or ""
+        uuid = re.sub(r"^part\d+-", "", uuid)  # kpartx partitions of a dm device
+        for prefix, transport in (("LVM-", "lvm"), ("mpath-", "multipath"), ("CRYPT-", "crypt")):
+            if uuid.startswith(prefix):
+                return transport
+        return "dm"
+    for prefix, transport in (
+        ("loop", "loop"),
+        ("md", "md"),
+        ("nvme", "nvme"),
+        ("rbd", "krbd"),
+        ("nbd", "nbd"),
+        ("zram", "zram"),
+    ):
+        if name.startswith(prefix):
+            return transport
+    for marker, transport in (
+        ("/session", "iscsi"),
+        ("/rport-", "fc"),
+        ("/usb", "usb"),
+        ("/virtio", "virtio"),
+        ("/ata", "ata"),
+    ):
+        if marker in device:
+            return transport
+    if "/host" in device and "/target" in device:
+        return "scsi"
+    return "unknown"
+
+
+# ---------------------------------------------------------------- one path
+
+
+def probe_o_direct(path: str) -> tuple[bool | None, str | None]:
+    """Open read-only with O_DIRECT and read one aligned block: (works, error)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return False, None
+        return None, f"O_DIRECT open: {err.strerror}"
+    try:
+        buf = mmap.mmap(-1, DIRECT_IO_SIZE)  # page aligned, as O_DIRECT wants
+        try:
+            os.preadv(fd, [buf], 0)
+        finally:
+            buf.close()
+        return True, None
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return False, None
+        return None, f"O_DIRECT read: {err.strerror}"
+    finally:
+        os.close(fd)
+
+
+def _stat_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file or block device"
+
+
+def probe_path(
+    request: SourceRequest,
+    mounts_text: str | None = None,
+    sys_root: str = "/sys",
+) -> SourceFacts:
+    """All facts about one source path. May block (dead mount): run it bounded."""
+    path = request.path
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        error = "dangling symlink" if os.path.islink(path) else None
+        return SourceFacts(path=path, kind="missing", error=error)
+    except (OSError, ValueError) as err:
+        return SourceFacts(path=path, kind="unknown", error=f"stat: {_why(err)}")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        return SourceFacts(path=path, kind="unknown", error=f"source is {_stat_kind(st.st_mode)}")
+
+    facts = SourceFacts(path=path, kind="file" if stat.S_ISREG(st.st_mode) else "block")
+    facts.resolved = os.path.realpath(path)
+    errors: list[str] = []
+    fmt = (request.format or "raw").lower()
+    try:
+        # O_NONBLOCK: harmless for files and disks, and no hang if the path was
+        # swapped for a FIFO since the stat (checked again with fstat below).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as err:
+        facts.kind = "unknown"
+        facts.error = f"open: {_why(err)}"
+        return facts
+    try:
+        st2 = os.fstat(fd)
+        if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            facts.kind = "unknown"
+            facts.error = "source changed while probing"
+            return facts
+        if facts.kind == "block":
+            facts.size = os.lseek(fd, 0, os.SEEK_END)
+            facts.allocated_bytes = facts.size
+            facts.transport = block_transport(st.st_rdev, sys_root)
+        else:
+            facts.size = st2.st_size
+            facts.allocated_bytes = st2.st_blocks * 512  # fallocated extents count
+        if fmt == "raw":
+            facts.virtual_size = facts.size
+        elif fmt == "qcow2":
+            try:
+                header = read_header(fd)
+                facts.virtual_size = header.virtual_size
+                if header.external_data_file and facts.kind == "file":
+                    errors.append("qcow2 with an external data file: allocation not probed")
+            except Qcow2Error as err:
+                errors.append(str(err))
+        elif facts.kind == "file":
+            errors.append(f"allocation of {fmt} images is not probed (only raw and qcow2)")
+    except OSError as err:
+        errors.append(f"read: {_why(err)}")
+    finally:
+        os.close(fd)
+
+    if facts.kind == "block":
+        facts.allocated = True  # no holes below a block device QEMU could see
+    elif facts.virtual_size is not None and not errors:
+        # KubeVirt's rule: preallocation=off and =metadata are sparse; falloc, full are not.
+        facts.allocated = facts.allocated_bytes >= facts.virtual_size
+    if facts.kind == "file":
+        if mounts_text is None:
+            mounts_text = _read_text("/proc/self/mountinfo") or ""
+        facts.fs = fs_type_for(facts.resolved, parse_mountinfo(mounts_text))
+    facts.o_direct, direct_error = probe_o_direct(path)
+    if direct_error:
+        errors.append(direct_error)
+    facts.error = "; ".join(errors) or None
+    return facts
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err) or type(err).__name__
+
+
+# ---------------------------------------------------------------- binary facts cache
+
+
+def default_cache_dir() -> str | None:
+    """AIOHOOK_CACHE_DIR, else /var/cache/aiohook if usable, else a private dir in /tmp."""
+    env = os.environ.get("AIOHOOK_CACHE_DIR")
+    if env:
+        return env
+    system = "/var/cache/aiohook"
+    try:
+        os.makedirs(system, mode=0o755, exist_ok=True)
+        if os.access(system, os.W_OK):
+            return system
+    except OSError:
+        pass
+    import tempfile
+
+    private = os.path.join(tempfile.gettempdir(), f"aiohook-cache-{os.geteuid()}")
+    try:
+        os.mkdir(private, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(private)
+    # In a world-writable /tmp only trust a real directory that is ours.
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return None
+    return private
+
+
+class BinaryFactsCache:
+    """Facts read from a binary, keyed by (path, mtime_ns, size, inode)."""
+
+    def __init__(self, cache_dir: str | None):
+        self.file = os.path.join(cache_dir, _CACHE_FILE) if cache_dir else None
+
+    @staticmethod
+    def key(st: os.stat_result) -> list[int]:
+        return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+    def _load(self) -> dict:
+        if not self.file:
+            return {}
+        try:
+            with open(self.file, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+            return {}
+        entries = data.get("binaries")
+        return entries if isinstance(entries, dict) else {}
+
+    def get(self, path: str, st: os.stat_result) -> dict | None:
+        entry = self._load().get(path)
+        if isinstance(entry, dict) and entry.get("key") == self.key(st):
+            facts = entry.get("facts")
+            return facts if isinstance(facts, dict) else None
+        return None
+
+    def put(self, path: str, st: os.stat_result, facts: dict) -> None:
+        if not self.file:
+            return
+        entries = self._load()
+        entries[path] = {"key": self.key(st), "facts": facts}
+        import tempfile
+
+        directory = os.path.dirname(self.file)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".binaries.", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump({"version": _CACHE_VERSION, "binaries": entries}, handle)
+                os.replace(tmp, self.file)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def _scan_binary(path: str, marks: Sequence[bytes]) -> dict[bytes, bytes | None]:
+    """For each mark, the bytes that follow its first occurrence (up to 64), or None."""
+    found: dict[bytes, bytes | None] = {mark: None for mark in marks}
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return found
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for mark in marks:
+                at = data.find(mark)
+                if at >= 0:
+                    start = at + len(mark)
+                    found[mark] = data[start : start + 64]
+    return found
+
+
+def _version_from(blob: bytes | None) -> str | None:
+    if not blob:
+        return None
+    match = _VERSION_RE.match(blob)
+    return match.group(1).decode() if match else None
+
+
+def _version_by_running(path: str) -> str | None:
+    """Last resort, result cached by the caller: `BINARY --version`."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            timeout=_VERSION_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(rb"version\s+(\d+\.\d+(?:\.\d+)?)|\)\s+(\d+\.\d+(?:\.\d+)?)", out)
+    if not match:
+        return None
+    return (match.group(1) or match.group(2)).decode()
+
+
+# ---------------------------------------------------------------- the probe
+
+
+class LinuxProbe:
+    """Probe protocol against the running host (see aiohook.probe.Probe)."""
+
+    def __init__(
+        self,
+        pool_dir: str = "/etc/libvirt/storage",
+        cache_dir: str | None = None,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+        libvirt_daemons: Sequence[str] = LIBVIRT_DAEMONS,
+    ):
+        self.pool_dir = pool_dir
+        self.proc_root = proc_root
+        self.sys_root = sys_root
+        self.libvirt_daemons = tuple(libvirt_daemons)
+        self._cache = BinaryFactsCache(cache_dir if cache_dir is not None else default_cache_dir())
+
+    # -- sources
+
+    def source_facts(
+        self, requests: Sequence[SourceRequest], budget_s: float = DEFAULT_PROBE_BUDGET_S
+    ) -> dict[str, SourceFacts]:
+        unique: dict[str, SourceRequest] = {}
+        for request in requests:
+            unique.setdefault(request.path, request)
+        mounts_text = _read_text(os.path.join(self.proc_root, "self/mountinfo")) or ""
+        jobs = {
+            path: (lambda r=request: self._probe_safely(r, mounts_text))
+            for path, request in unique.items()
+        }
+        done, late = run_bounded(jobs, budget_s)
+        for path in late:
+            done[path] = SourceFacts(
+                path=path, kind="unknown", error=f"probe timed out after {budget_s}s"
+            )
+        return {request.path: done[request.path] for request in requests}
+
+    def _probe_safely(self, request: SourceRequest, mounts_text: str) -> SourceFacts:
+        try:
+            return probe_path(request, mounts_text, self.sys_root)
+        except Exception as err:  # noqa: BLE001 - a probe bug must not kill the hook
+            return SourceFacts(
+                path=request.path, kind="unknown", error=f"probe failed: {type(err).__name__}: {err}"
+            )
+
+    # -- host
+
+    def host_facts(self, emulator: str | None) -> HostFacts:
+        facts = HostFacts()
+        facts.io_uring = self._kernel_io_uring()
+        facts.aio_max_nr = self._read_int("sys/fs/aio-max-nr")
+        facts.aio_nr = self._read_int("sys/fs/aio-nr")
+        qemu = self._binary_facts(emulator or DEFAULT_EMULATOR, self._scan_qemu)
+        facts.qemu_version = qemu.get("version")
+        facts.qemu_io_uring = qemu.get("liburing")
+        for daemon in self.libvirt_daemons:
+            version = self._binary_facts(daemon, self._scan_libvirt).get("version")
+            if version:
+                facts.libvirt_version = version
+                break
+        return facts
+
+    def _read_int(self, rel: str) -> int | None:
+        text = _read_text(os.path.join(self.proc_root, rel))
+        try:
+            return int(text) if text is not None else None
+        except ValueError:
+            return None
+
+    def _kernel_io_uring(self) -> bool | None:
+        disabled = self._read_int("sys/kernel/io_uring_disabled")
+        if disabled is not None:
+            return disabled == 0  # 1 admits only privileged/group members; QEMU is neither
+        release = tuple(int(p) for p in re.findall(r"\d+", os.uname().release)[:2])
+        if len(release) < 2:
+            return None
+        # The sysctl exists since 6.6 whenever io_uring is built in: missing there
+        # means CONFIG_IO_URING=n. Before 6.6, io_uring exists since 5.1.
+        return (5, 1) <= release < (6, 6)
+
+    def _binary_facts(self, path: str, scan) -> dict:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return {}
+        if not stat.S_ISREG(st.st_mode):
+            return {}
+        cached = self._cache.get(path, st)
+        if cached is not None:
+            return cached
+        try:
+            facts = scan(path)
+        except OSError:
+            return {}
+        self._cache.put(path, st, facts)
+        return facts
+
+    @staticmethod
+    def _scan_qemu(path: str) -> dict:
+        found = _scan_binary(path, (_QEMU_MARK, b"liburing.so"))
+        version = _version_from(found[_QEMU_MARK]) or _version_by_running(path)
+        return {"version": version, "liburing": found[b"liburing.so"] is not None}
+
+    @staticmethod
+    def _scan_libvirt(path: str) -> dict:
+        found = _scan_binary(path, (_LIBVIRT_MARK,))
+        return {"version": _version_from(found[_LIBVIRT_MARK]) or _version_by_running(path)}
+
+    # -- volumes
+
+    def resolve_volume(self, pool: str, volume: str) -> VolumeTarget:
+        return resolve_pool_volume(self.pool_dir, pool, volume)
+
+
+# ---------------------------------------------------------------- storage pools
+
+_FILE_POOLS = ("dir", "fs", "netfs", "vstorage")
+_DEVICE_POOLS = ("disk", "iscsi", "scsi", "mpath")
+_NETWORK_POOLS = {"rbd": "rbd", "gluster": "gluster", "sheepdog": "sheepdog", "iscsi-direct": "iscsi"}
+
+
+def _unknown(reason: str) -> VolumeTarget:
+    return VolumeTarget(kind="unknown", reason=reason)
+
+
+def _load_pool(pool_dir: str, pool: str):
+    """The parsed <pool> root for `pool`, or a reason string."""
+    from lxml import etree  # lazy: the hook's hot path may never need it
+
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+
+    def parse(path: str):
+        with open(path, "rb") as handle:
+            data = handle.read(_MAX_POOL_XML + 1)
+        if len(data) > _MAX_POOL_XML:
+            raise ValueError("pool definition too large")
+        root = etree.fromstring(data, parser)
+        if root.tag != "pool":
+            raise ValueError("not a <pool> definition")
+        return root
+
+    direct = os.path.join(pool_dir, f"{pool}.xml")
+    candidates = [direct]
+    if not os.path.exists(direct):
+        try:
+            candidates = sorted(
+                os.path.join(pool_dir, n) for n in os.listdir(pool_dir) if n.endswith(".xml")
+            )
+        except OSError as err:
+            return f"cannot read pool directory {pool_dir}: {_why(err)}"
+    for path in candidates:
+        try:
+            root = parse(path)
+        except (OSError, ValueError, etree.XMLSyntaxError) as err:
+            if path == direct:
+                return f"cannot read pool {pool!r} from {path}: {_why(err)}"
+            continue  # a broken unrelated pool file
+        if (root.findtext("name") or "").strip() == pool:
+            return root
+        if path == direct:
+            return f"{path} defines pool {root.findtext('name')!r}, not {pool!r}"
+    return f"pool {pool!r} not defined in {pool_dir}"
+
+
+def resolve_pool_volume(pool_dir: str, pool: str, volume: str) -> VolumeTarget:
+    if not pool or "/" in pool or pool in (".", ".."):
+        return _unknown(f"invalid pool name {pool!r}")
+    if not volume or "/" in volume or volume in (".", "..") or "\0" in volume:
+        return _unknown(f"invalid volume name {volume!r}")
+    root = _load_pool(pool_dir, pool)
+    if isinstance(root, str):
+        return _unknown(root)
+    pool_type = root.get("type") or ""
+    target = (root.findtext("target/path") or "").strip()
+    source_name = (root.findtext("source/name") or "").strip()
+    if pool_type in _FILE_POOLS:
+        if not target:
+            return _unknown(f"pool {pool!r} has no target path")
+        return VolumeTarget(kind="file", path=os.path.join(target, volume))
+    if pool_type == "logical":
+        return VolumeTarget(kind="block", path=f"/dev/{source_name or pool}/{volume}")
+    if pool_type == "zfs":
+        return VolumeTarget(kind="block", path=f"/dev/zvol/{source_name or pool}/{volume}")
+    if pool_type in _DEVICE_POOLS:
+        path = os.path.join(target or "/dev", volume)
+        if os.path.exists(path):
+            return VolumeTarget(kind="block", path=path)
+        return _unknown(f"{pool_type} pool {pool!r}: no device {path}")
+    if pool_type in _NETWORK_POOLS:
+        return VolumeTarget(kind="network", protocol=_NETWORK_POOLS[pool_type])
+    return _unknown(f"pool {pool!r} has unsupported type {pool_type!r}")
