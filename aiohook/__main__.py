@@ -1,0 +1,3 @@
+from aiohook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""The aiohook command line: one function per verb, one place for exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+
+from aiohook import __version__
+from aiohook.errors import (
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    AiohookError,
+    FileAccessError,
+    UsageError,
+    exit_code_for,
+)
+
+# --- shared helpers ---------------------------------------------------------
+
+
+def load_rules(path: str | None):
+    """The ruleset at `path`, or the packaged default; cached compiled form when possible."""
+    from aiohook.policy.loader import load_ruleset
+
+    return load_ruleset(path)
+
+
+def make_probe(facts_path: str | None):
+    if facts_path:
+        from aiohook.probe.recorded import RecordedProbe
+
+        return RecordedProbe(facts_path)
+    from aiohook.probe.linux import LinuxProbe
+
+    return LinuxProbe()
+
+
+def read_xml(path: str) -> bytes:
+    from aiohook.domxml import MAX_XML_BYTES
+    from aiohook.errors import DomainXMLError
+    from aiohook.fsutil import read_bounded
+
+    data = read_bounded(path, MAX_XML_BYTES)
+    if len(data) > MAX_XML_BYTES:
+        raise DomainXMLError(f"XML is over the {MAX_XML_BYTES} byte limit", file=_label(path))
+    return data
+
+
+def _label(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def plan_files(paths, ruleset, probe, *, keep_going: bool, explain: bool = False):
+    """Plan every input. With keep_going, a bad input is reported and skipped."""
+    from aiohook.planner import plan_xml
+
+    plans, errors = [], []
+    for path in paths:
+        try:
+            plan = plan_xml(read_xml(path), _label(path), ruleset, probe, explain=explain)
+            plans.append(plan)
+        except AiohookError as exc:
+            if not keep_going:
+                raise
+            errors.append((path, exc.one_line(), exc.exit_code))
+    return plans, errors
+
+
+# --- verbs -------------------------------------------------------------------
+
+
+def cmd_plan(args) -> int:
+    from aiohook import report
+
+    ruleset = load_rules(args.rules)
+    probe = make_probe(args.facts)
+    plans, errors = plan_files(args.xml, ruleset, probe, keep_going=True)
+    shown = [(f, m) for f, m, _ in errors]
+    render = report.render_json if args.format == "json" else report.render_text
+    sys.stdout.write(render(plans, shown))
+    for _, message, _ in errors:
+        print(f"aiohook: error: {message}", file=sys.stderr)
+    return errors[0][2] if errors else EXIT_OK
+
+
+def cmd_rewrite(args) -> int:
+    from aiohook.fsutil import atomic_write
+
+    if len(args.xml) > 1 and not args.output_dir:
+        raise UsageError("several XML files need --output-dir DIR")
+    if args.output_dir and not os.path.isdir(args.output_dir):
+        raise FileAccessError("not a directory", file=args.output_dir)
+    names = [os.path.basename(p) if p != "-" else "stdin.xml" for p in args.xml]
+    if args.output_dir and len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"two inputs share the file name {dup}; --output-dir would overwrite one")
+    ruleset = load_rules(args.rules)
+    probe = make_probe(args.facts)
+    plans, _ = plan_files(args.xml, ruleset, probe, keep_going=False)  # all or nothing
+    outputs = []
+    for path, plan in zip(args.xml, plans):
+        new = plan.document.serialize()
+        if args.diff:
+            old = read_xml(path)
+            new = _unified_diff(old, new, _label(path)).encode()
+        outputs.append((path, new))
+    if not args.output_dir:
+        sys.stdout.buffer.write(outputs[0][1])
+        return EXIT_OK
+    for (path, data), name in zip(outputs, names):
+        target = os.path.join(args.output_dir, name + (".diff" if args.diff else ""))
+        atomic_write(target, data)
+    return EXIT_OK
+
+
+def _unified_diff(old: bytes, new: bytes, label: str) -> str:
+    a = old.decode("utf-8", "replace").splitlines(keepends=True)
+    b = new.decode("utf-8", "replace").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, fromfile=label, tofile=label + " (aiohook)"))
+
+
+def cmd_facts(args) -> int:
+    from aiohook.facts_dump import collect_facts
+
+    text = collect_facts([(_label(p), read_xml(p)) for p in args.xml], make_probe(None))
+    if args.output:
+        from aiohook.fsutil import atomic_write
+
+        atomic_write(args.output, text.encode())
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_rules_validate(args) -> int:
+    from aiohook.fsutil import read_bounded
+    from aiohook.policy.loader import default_rules_path
+    from aiohook.policy.ruleset import validate_ruleset
+
+    path = args.file or default_rules_path()
+    problems = validate_ruleset(read_bounded(path, 4 << 20), path)
+    for problem in problems:
+        print(problem.render(path), file=sys.stderr)
+    if problems:
+        return EXIT_FINDINGS
+    print(f"{path}: ok")
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------
+
+VERBS: dict = {}  # name -> (handler, configure(parser)); other modules register here
+
+
+def verb(name: str, help: str):
+    def register(configure):
+        VERBS[name] = (help, configure)
+        return configure
+
+    return register
+
+
+@verb("plan", "show what aiohook would decide for each disk")
+def _plan_args(p):
+    p.add_argument("--rules", help="rules file (default: /etc/aiohook/rules.yaml or packaged)")
+    p.add_argument("--facts", help="recorded facts YAML instead of probing this host")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("xml", nargs="+", help="domain XML files, - for stdin")
+    p.set_defaults(func=cmd_plan)
+
+
+@verb("rewrite", "print or write the domain XML with the decided io/cache")
+def _rewrite_args(p):
+    p.add_argument("--rules")
+    p.add_argument("--facts")
+    p.add_argument("--diff", action="store_true", help="print a unified diff instead")
+    p.add_argument("--output-dir", help="write each result there under its own file name")
+    p.add_argument("xml", nargs="+")
+    p.set_defaults(func=cmd_rewrite)
+
+
+@verb("facts", "probe this host for every source of the domains and print recorded facts")
+def _facts_args(p):
+    p.add_argument("-o", "--output", help="write to this file (atomically)")
+    p.add_argument("xml", nargs="+")
+    p.set_defaults(func=cmd_facts)
+
+
+@verb("rules", "validate (and lint) rulesets")
+def _rules_args(p):
+    sub = p.add_subparsers(dest="rules_verb", metavar="validate")
+    sub.required = True
+    v = sub.add_parser("validate", help="check a rules file against the schema and semantics")
+    v.add_argument("file", nargs="?")
+    v.set_defaults(func=cmd_rules_validate)
+    for name, configure in RULES_VERBS.items():
+        configure(sub.add_parser(name, help=configure.__doc__))
+
+
+RULES_VERBS: dict = {}  # "rules X" sub-verbs registered by other modules (lint)
+FEATURE_CLIS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for module in FEATURE_CLIS:  # each registers its verbs with @verb
+        importlib.import_module(module)
+    parser = argparse.ArgumentParser(
+        prog="aiohook",
+        description="Decide QEMU disk io= modes for libvirt domains; guard the host AIO budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"aiohook {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for name, (help_text, configure) in VERBS.items():
+        configure(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse printed usage; code 2 is our usage code
+            return int(exc.code or 0)
+        return args.func(args)
+    except AiohookError as exc:
+        print(f"aiohook: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: one line, unless asked for the traceback
+        if os.environ.get("AIOHOOK_DEBUG"):
+            raise
+        code = exit_code_for(exc)
+        kind = "internal error" if code == EXIT_INTERNAL else "error"
+        print(f"aiohook: {kind}: {type(exc).__name__}: {exc} (AIOHOOK_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return code

@@ -1,0 +1,149 @@
+"""One <disk> element, read and edited through XPath-backed properties."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+
+def _flag(el: etree._Element, child: str) -> bool:
+    return el.find(child) is not None
+
+
+class DiskElement:
+    def __init__(self, element: etree._Element):
+        self.element = element
+
+    # --- read -----------------------------------------------------------
+    @property
+    def type(self) -> str:
+        return self.element.get("type") or "file"
+
+    @property
+    def device(self) -> str:
+        return self.element.get("device") or "disk"
+
+    @property
+    def target(self) -> str | None:
+        return self._attr("target", "dev")
+
+    @property
+    def bus(self) -> str | None:
+        return self._attr("target", "bus")
+
+    @property
+    def driver(self) -> etree._Element | None:
+        return self.element.find("driver")
+
+    @property
+    def format(self) -> str | None:
+        return self._attr("driver", "type")
+
+    @property
+    def cache(self) -> str | None:
+        return self._attr("driver", "cache")
+
+    @property
+    def io(self) -> str | None:
+        return self._attr("driver", "io")
+
+    @property
+    def iothread(self) -> str | None:
+        return self._attr("driver", "iothread")
+
+    @property
+    def queue_iothreads(self) -> list[str]:
+        """libvirt >= 10 per-queue mapping: <driver><iothreads><iothread id=.../>."""
+        return [i.get("id") for i in self.element.iterfind("driver/iothreads/iothread") if i.get("id")]
+
+    @property
+    def readonly(self) -> bool:
+        return _flag(self.element, "readonly")
+
+    @property
+    def shareable(self) -> bool:
+        return _flag(self.element, "shareable")
+
+    @property
+    def source_element(self) -> etree._Element | None:
+        return self.element.find("source")
+
+    @property
+    def source_path(self) -> str | None:
+        """The host path of a file/block/dir source, None when there is none."""
+        src = self.source_element
+        if src is None:
+            return None
+        attr = {"file": "file", "block": "dev", "dir": "dir"}.get(self.type)
+        value = src.get(attr) if attr else None
+        return value or None
+
+    @property
+    def protocol(self) -> str | None:
+        src = self.source_element
+        return src.get("protocol") if src is not None and self.type == "network" else None
+
+    @property
+    def network_name(self) -> str | None:
+        src = self.source_element
+        return src.get("name") if src is not None else None
+
+    @property
+    def volume(self) -> tuple[str, str] | None:
+        src = self.source_element
+        if self.type != "volume" or src is None:
+            return None
+        pool, vol = src.get("pool"), src.get("volume")
+        return (pool, vol) if pool and vol else None
+
+    @property
+    def has_source(self) -> bool:
+        src = self.source_element
+        if src is None:
+            return False
+        if self.type == "network":
+            return bool(src.get("protocol"))
+        if self.type == "volume":
+            return self.volume is not None
+        if self.type in ("file", "block", "dir"):
+            return self.source_path is not None
+        return True  # nvme, vhostuser, vhostvdpa: their source has other attributes
+
+    @property
+    def sourceline(self) -> int | None:
+        return self.element.sourceline
+
+    def _attr(self, child: str, name: str) -> str | None:
+        el = self.element.find(child)
+        return el.get(name) if el is not None else None
+
+    # --- edit -----------------------------------------------------------
+    def set_driver_attr(self, name: str, value: str | None) -> bool:
+        """Set or remove one <driver> attribute; creates <driver> only to set.
+
+        Returns True when the document changed.
+        """
+        driver = self.driver
+        if value is None:
+            if driver is None or name not in driver.attrib:
+                return False
+            del driver.attrib[name]
+            return True
+        if driver is None:
+            driver = self._create_driver()
+        if driver.get(name) == value:
+            return False
+        driver.set(name, value)
+        return True
+
+    def _create_driver(self) -> etree._Element:
+        """Insert <driver name='qemu'/> as the first child, keeping the indentation."""
+        driver = etree.Element("driver")
+        driver.set("name", "qemu")
+        parent = self.element
+        if len(parent) == 0:
+            parent.append(driver)
+            return driver
+        indent = parent.text if parent.text is not None and not parent.text.strip() else None
+        parent.insert(0, driver)
+        driver.tail = indent
+        return driver

@@ -1,0 +1,111 @@
+"""Hardened parsing of libvirt domain XML and the accessors over it."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from aiohook.domxml.disk import DiskElement
+from aiohook.domxml.overrides import DomainOverrides, read_overrides
+from aiohook.errors import DomainXMLError
+
+MAX_XML_BYTES = 10 * 1024 * 1024  # libvirt's own domain XML limit is 10 MiB
+
+_PARSER_OPTIONS = dict(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_blank_text=False,
+    remove_comments=False,
+    remove_pis=False,
+    strip_cdata=False,
+    collect_ids=False,
+)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(**_PARSER_OPTIONS)
+
+
+def parse_domain(data: bytes, source: str = "<stdin>") -> "DomainDocument":
+    """Parse untrusted domain XML; every failure is a one-line DomainXMLError."""
+    if len(data) > MAX_XML_BYTES:
+        raise DomainXMLError(
+            f"XML is {len(data)} bytes, over the {MAX_XML_BYTES} byte limit", file=source
+        )
+    if not data.strip():
+        raise DomainXMLError("empty input, expected a <domain> document", file=source)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise DomainXMLError("DTDs and entity declarations are not allowed", file=source)
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno and exc.lineno > 0 else None
+        msg = (exc.msg or "malformed XML").splitlines()[0]
+        raise DomainXMLError(f"malformed XML: {msg}", file=source, line=line) from None
+    except ValueError as exc:  # e.g. unicode strings with encoding declarations
+        raise DomainXMLError(f"malformed XML: {exc}", file=source) from None
+    if root is None:
+        raise DomainXMLError("no root element", file=source)
+    if root.tag != "domain":
+        tag = etree.QName(root).localname if isinstance(root.tag, str) else "?"
+        raise DomainXMLError(
+            f"root element is <{tag}>, expected <domain>", file=source, line=root.sourceline
+        )
+    return DomainDocument(root, source, data)
+
+
+class DomainDocument:
+    """A parsed domain. Edits go through DiskElement; everything else is untouched."""
+
+    def __init__(self, root: etree._Element, source: str, original: bytes):
+        self.root = root
+        self.source = source
+        self._original = original
+
+    @property
+    def name(self) -> str:
+        text = self.root.findtext("name")
+        return text.strip() if text else ""
+
+    @property
+    def domain_type(self) -> str | None:
+        return self.root.get("type")
+
+    @property
+    def emulator(self) -> str | None:
+        text = self.root.findtext("devices/emulator")
+        return text.strip() if text else None
+
+    @property
+    def iothreads(self) -> int:
+        text = self.root.findtext("iothreads")
+        try:
+            return int(text) if text else 0
+        except ValueError:
+            return 0
+
+    @property
+    def iothread_ids(self) -> list[str]:
+        ids = [el.get("id") for el in self.root.iterfind("iothreadids/iothread")]
+        ids = [i for i in ids if i]
+        return ids or [str(i) for i in range(1, self.iothreads + 1)]
+
+    def disks(self) -> list[DiskElement]:
+        return [DiskElement(el) for el in self.root.iterfind("devices/disk")]
+
+    def controllers(self, kind: str | None = None) -> list[etree._Element]:
+        path = "devices/controller" + (f"[@type='{kind}']" if kind else "")
+        return list(self.root.iterfind(path))
+
+    def overrides(self) -> DomainOverrides:
+        return read_overrides(self.root)
+
+    def serialize(self) -> bytes:
+        """The tree as bytes, keeping the input's XML declaration if it had one."""
+        has_decl = self._original.lstrip().startswith(b"<?xml")
+        body = etree.tostring(self.root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
+        if not body.endswith(b"\n"):
+            body += b"\n"
+        return body

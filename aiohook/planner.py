@@ -1,0 +1,133 @@
+"""Plan a domain: parse, probe, classify, decide, and edit the XML in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohook.classify import classify
+from aiohook.domxml import DomainDocument, parse_domain
+from aiohook.facts import DiskFacts, HostFacts, SourceFacts, SourceRequest, VolumeTarget
+from aiohook.policy.engine import Decision, decide
+from aiohook.policy.ruleset import Ruleset
+from aiohook.probe import DEFAULT_PROBE_BUDGET_S, Probe
+
+
+@dataclass
+class DiskPlan:
+    facts: DiskFacts
+    decision: Decision
+    line: int | None = None
+
+    def to_json(self) -> dict:
+        f, d = self.facts, self.decision
+        return {
+            "target": f.target,
+            "device": f.device,
+            "type": f.type,
+            "source": f.source,
+            "class": f.disk_class,
+            "class_reason": f.class_reason,
+            "facts": f.to_dict(),
+            "io": {"before": d.io_before, "after": d.io_after},
+            "cache": {"before": d.cache_before, "after": d.cache_after},
+            "rule": d.rule,
+            "changed": d.changed,
+            "reason": d.reason,
+        }
+
+
+@dataclass
+class DomainPlan:
+    name: str
+    file: str
+    document: DomainDocument
+    host: HostFacts
+    disks: list[DiskPlan] = field(default_factory=list)
+    skipped: bool = False
+    aio: dict | None = None  # the AIO demand of the rewritten domain (budget)
+
+    @property
+    def changed(self) -> bool:
+        return any(d.decision.changed for d in self.disks)
+
+    def to_json(self) -> dict:
+        out = {
+            "name": self.name,
+            "file": self.file,
+            "changed": self.changed,
+            "skipped": self.skipped,
+            "host": self.host.to_dict(),
+            "disks": [d.to_json() for d in self.disks],
+        }
+        if self.aio is not None:
+            out["aio"] = self.aio
+        return out
+
+
+def plan_xml(data: bytes, file: str, ruleset: Ruleset, probe: Probe, *,
+             budget_s: float = DEFAULT_PROBE_BUDGET_S, explain: bool = False) -> DomainPlan:
+    return plan_document(parse_domain(data, file), ruleset, probe, budget_s=budget_s,
+                         explain=explain)
+
+
+def plan_document(doc: DomainDocument, ruleset: Ruleset, probe: Probe, *,
+                  budget_s: float = DEFAULT_PROBE_BUDGET_S, explain: bool = False) -> DomainPlan:
+    overrides = doc.overrides()
+    disks = doc.disks()
+    name = doc.name
+    volumes: dict[int, VolumeTarget] = {}
+    requests: dict[str, SourceRequest] = {}
+    for i, disk in enumerate(disks):
+        path = disk.source_path if disk.type in ("file", "block") else None
+        if disk.type == "volume" and disk.volume:
+            volumes[i] = probe.resolve_volume(*disk.volume)
+            if volumes[i].kind in ("file", "block"):
+                path = volumes[i].path
+        if path:
+            requests.setdefault(path, SourceRequest(path, disk.format))
+    sources = probe.source_facts(list(requests.values()), budget_s) if requests else {}
+    host = probe.host_facts(doc.emulator)
+    plan = DomainPlan(name, doc.source, doc, host, skipped=overrides.skip)
+    for i, disk in enumerate(disks):
+        volume = volumes.get(i)
+        path = volume.path if volume is not None else disk.source_path
+        source = sources.get(path) if path and disk.type in ("file", "block", "volume") else None
+        facts = disk_facts(name, disk, source, volume)
+        decision = decide(facts, host, ruleset, pin=overrides.pins.get(facts.target or ""),
+                          skip=overrides.skip, explain=explain)
+        if decision.changed:
+            disk.set_driver_attr("cache", decision.cache_after)
+            disk.set_driver_attr("io", decision.io_after)
+        plan.disks.append(DiskPlan(facts, decision, disk.sourceline))
+    return plan
+
+
+def disk_facts(domain: str, disk, source: SourceFacts | None,
+               volume: VolumeTarget | None) -> DiskFacts:
+    disk_class, reason = classify(disk.type, disk.has_source, source, volume)
+    if disk.type == "network":
+        shown = f"{disk.protocol}:{disk.network_name}" if disk.network_name else disk.protocol
+    elif disk.type == "volume" and disk.volume:
+        shown = "/".join(disk.volume)
+    else:
+        shown = disk.source_path
+    extra = {"resolved_volume": volume.path} if volume is not None and volume.path else {}
+    return DiskFacts(
+        domain=domain,
+        target=disk.target,
+        type=disk.type,
+        device=disk.device,
+        bus=disk.bus,
+        format=disk.format,
+        source=shown,
+        protocol=disk.protocol or (volume.protocol if volume else None),
+        iothread=disk.iothread,
+        cache=disk.cache,
+        io=disk.io,
+        readonly=disk.readonly,
+        shareable=disk.shareable,
+        disk_class=disk_class,
+        class_reason=reason,
+        host=source,
+        extra=extra,
+    )

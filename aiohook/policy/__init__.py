@@ -1,0 +1,1 @@
+"""Policy: rules and decisions. Reads DiskFacts/HostFacts only; knows nothing of XML or probes."""

@@ -1,0 +1,168 @@
+"""Decide io/cache for one disk: first matching rule, then the safety checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohook.facts import DiskFacts, HostFacts
+from aiohook.policy.conditions import CONDITIONS
+from aiohook.policy.ruleset import Action, Rule, Ruleset
+from aiohook.policy.safety import CACHE_CHECKS, Candidate, refusals
+
+NO_RULE = "(no rule)"
+SKIP_RULE = "metadata:skip"
+PIN_RULE = "metadata:pin"
+
+
+@dataclass
+class Veto:
+    check: str
+    io: str | None
+    cache: str | None
+    why: str
+
+
+@dataclass
+class RuleTrace:
+    rule: str
+    matched: bool
+    why: str  # the failing condition with the fact's value, or what matched
+
+
+@dataclass
+class Decision:
+    io_before: str | None
+    io_after: str | None
+    cache_before: str | None
+    cache_after: str | None
+    rule: str
+    reason: str
+    vetoes: list[Veto] = field(default_factory=list)
+    trace: list[RuleTrace] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.io_before != self.io_after or self.cache_before != self.cache_after
+
+
+def decide(facts: DiskFacts, host: HostFacts, ruleset: Ruleset, *, pin: str | None = None,
+           skip: bool = False, explain: bool = False) -> Decision:
+    trace: list[RuleTrace] = []
+    if skip:
+        return _unchanged(facts, SKIP_RULE, "domain metadata asks aiohook to leave it alone")
+    if pin is not None:
+        rule_name, action = PIN_RULE, Action((pin,))
+        description = f"domain metadata pins io={pin} for {facts.target}"
+    else:
+        rule = first_match(ruleset, facts, trace if explain else None)
+        if rule is None:
+            decision = _unchanged(facts, NO_RULE, "no rule matched: left as found")
+            decision.trace = trace
+            return decision
+        rule_name, action, description = rule.name, rule.action, rule.description
+    decision = resolve(facts, host, action, rule_name, description)
+    decision.trace = trace
+    return decision
+
+
+def first_match(ruleset: Ruleset, facts: DiskFacts, trace: list | None = None) -> Rule | None:
+    for rule in ruleset.rules:
+        if trace is None:
+            if rule.selects(facts):
+                return rule
+            continue
+        matched, why = explain_rule(rule, facts)
+        trace.append(RuleTrace(rule.name, matched, why))
+        if matched:
+            return rule
+    return None
+
+
+def explain_rule(rule: Rule, facts: DiskFacts) -> tuple[bool, str]:
+    """Whether the rule selects the disk, and why (the failing condition and fact)."""
+    failures = []
+    for conj in rule.match:
+        failed = next(((k, a) for k, a in conj if not CONDITIONS[k].test(facts, a)), None)
+        if failed is None:
+            hit = _excluded_by(rule, facts)
+            if hit:
+                return False, f"excluded: {hit}"
+            return True, "matched: " + (_describe(conj, facts) or "no conditions")
+        key, arg = failed
+        failures.append(f"{key} is {CONDITIONS[key].describe_fact(facts)}, wanted {_arg(arg)}")
+    return False, "; or ".join(failures)
+
+
+def _excluded_by(rule: Rule, facts: DiskFacts) -> str | None:
+    for conj in rule.exclude:
+        if all(CONDITIONS[k].test(facts, a) for k, a in conj):
+            return _describe(conj, facts) or "everything"
+    return None
+
+
+def _describe(conj, facts) -> str:
+    return ", ".join(f"{k} is {CONDITIONS[k].describe_fact(facts)}" for k, _ in conj)
+
+
+def _arg(arg) -> str:
+    if isinstance(arg, bool):
+        return str(arg).lower()
+    return arg[0] if len(arg) == 1 else "one of " + ", ".join(arg)
+
+
+def resolve(facts: DiskFacts, host: HostFacts, action: Action, rule: str,
+            description: str) -> Decision:
+    """Apply an action through the safety checks: next preference, then a safe fallback."""
+    vetoes: list[Veto] = []
+    cache = _cache_after(facts, action)
+    if cache != facts.cache:
+        refused = refusals(Candidate(facts.io, cache), facts, host, CACHE_CHECKS)
+        if refused:
+            vetoes += [Veto(n, facts.io, cache, w) for n, w in refused]
+            cache = facts.cache
+    for wanted in action.io:
+        io = _io_value(facts, wanted)
+        refused = refusals(Candidate(io, cache), facts, host)
+        if not refused:
+            return _decision(facts, io, cache, rule, description, vetoes)
+        vetoes += [Veto(n, io, cache, w) for n, w in refused]
+    io, cache = _fallback(facts, host, cache)
+    return _decision(facts, io, cache, rule, description, vetoes)
+
+
+def _cache_after(facts: DiskFacts, action: Action) -> str | None:
+    if action.cache:
+        return action.cache
+    if action.cache_if_unset and facts.cache is None:
+        return action.cache_if_unset
+    return facts.cache
+
+
+def _io_value(facts: DiskFacts, wanted: str) -> str | None:
+    if wanted == "keep":
+        return facts.io
+    if wanted == "unset":
+        return None
+    return wanted
+
+
+def _fallback(facts: DiskFacts, host: HostFacts, cache: str | None) -> tuple[str | None, str | None]:
+    """Every preference was refused: keep what was found if that is safe, else threads."""
+    if not refusals(Candidate(facts.io, cache), facts, host):
+        return facts.io, cache
+    if not refusals(Candidate(facts.io, facts.cache), facts, host):
+        return facts.io, facts.cache
+    return "threads", facts.cache
+
+
+def _decision(facts, io, cache, rule, description, vetoes) -> Decision:
+    reason = description
+    if facts.disk_class == "unknown" and facts.class_reason:
+        reason += f" [{facts.class_reason}]"
+    if vetoes:
+        reason += " | " + "; ".join(f"{v.io or 'unset'} refused: {v.why}" for v in vetoes)
+    return Decision(facts.io, io, facts.cache, cache, rule, reason, vetoes)
+
+
+def _unchanged(facts: DiskFacts, rule: str, reason: str) -> Decision:
+    return Decision(facts.io, facts.io, facts.cache, facts.cache, rule, reason)

@@ -1,0 +1,73 @@
+"""Find and load a ruleset, through a compiled cache keyed by content hash.
+
+A cache hit costs a file read, a sha256 and a json.loads: no yaml, no jsonschema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from aiohook import __version__
+from aiohook.errors import AiohookError, PolicyError
+from aiohook.fsutil import read_bounded
+from aiohook.paths import cache_dir, config_dir, packaged
+from aiohook.policy.ruleset import Ruleset
+
+MAX_RULES_BYTES = 4 << 20
+PROFILES = ("default", "io_uring", "conservative")
+
+
+def default_rules_path() -> str:
+    local = os.path.join(config_dir(), "rules.yaml")
+    return local if os.path.exists(local) else packaged("rules.yaml")
+
+
+def profile_path(name: str) -> str:
+    if name == "default":
+        return packaged("rules.yaml")
+    return packaged("profiles", f"{name}.yaml")
+
+
+def resolve_rules_path(spec: str | None) -> str:
+    """A path, a packaged profile name ('io_uring', 'conservative', 'default'), or None."""
+    if spec is None:
+        return default_rules_path()
+    if spec in PROFILES and not os.path.exists(spec):
+        return profile_path(spec)
+    return spec
+
+
+def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
+    path = resolve_rules_path(spec)
+    data = read_bounded(path, MAX_RULES_BYTES)
+    if len(data) > MAX_RULES_BYTES:
+        raise PolicyError(f"rules file is over {MAX_RULES_BYTES} bytes", file=path)
+    digest = hashlib.sha256(__version__.encode() + b"\0" + data).hexdigest()
+    cached = os.path.join(cache_dir(), f"rules-{digest[:32]}.json")
+    if use_cache:
+        try:
+            with open(cached, "rb") as fh:
+                ruleset = Ruleset.from_compiled(json.loads(fh.read()))
+            ruleset.source = path
+            return ruleset
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    from aiohook.policy.ruleset import parse_ruleset
+
+    ruleset = parse_ruleset(data, path)
+    if use_cache:
+        _store(cached, ruleset)
+    return ruleset
+
+
+def _store(cached: str, ruleset: Ruleset) -> None:
+    """Best effort: a read-only cache dir only costs speed."""
+    from aiohook.fsutil import atomic_write
+
+    try:
+        os.makedirs(os.path.dirname(cached), mode=0o755, exist_ok=True)
+        atomic_write(cached, json.dumps(ruleset.to_compiled()).encode())
+    except (OSError, AiohookError):  # caching must never fail a load
+        pass

@@ -1,0 +1,287 @@
+"""Rulesets: load rules.yaml, validate it (schema + semantics), compile it.
+
+A compiled ruleset is plain JSON-able data. The hook loads it from a cache
+keyed by the file's content hash, so its hot path never imports yaml or
+jsonschema (see policy/cache.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from aiohook.errors import PolicyError
+from aiohook.policy.conditions import CONDITIONS, UNSET
+
+RULES_SCHEMA = "rules.schema.json"
+IO_PREFERENCES = ("native", "threads", "io_uring")
+
+
+@dataclass(frozen=True)
+class Action:
+    io: tuple[str, ...]  # preference list; keep/unset are single-item lists
+    cache: str | None = None  # force this cache mode
+    cache_if_unset: str | None = None  # fill this cache mode when the XML has none
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    match: tuple  # disjunction of conjunctions of (key, normalized arg)
+    exclude: tuple
+    action: Action
+    line: int | None = None
+
+    def selects(self, facts) -> bool:
+        return _any(self.match, facts) and not (self.exclude and _any(self.exclude, facts))
+
+
+def _any(dnf, facts) -> bool:
+    return any(all(CONDITIONS[k].test(facts, arg) for k, arg in conj) for conj in dnf)
+
+
+@dataclass
+class Ruleset:
+    rules: list[Rule]
+    source: str
+    digest: str = ""
+    description: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    def by_name(self, name: str) -> Rule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+    # --- compiled form ---------------------------------------------------
+    def to_compiled(self) -> dict:
+        return {
+            "source": self.source,
+            "digest": self.digest,
+            "rules": [
+                {
+                    "name": r.name,
+                    "description": r.description,
+                    "line": r.line,
+                    "match": [[[k, _jsonable(a)] for k, a in c] for c in r.match],
+                    "exclude": [[[k, _jsonable(a)] for k, a in c] for c in r.exclude],
+                    "action": {"io": list(r.action.io), "cache": r.action.cache,
+                               "cache_if_unset": r.action.cache_if_unset},
+                }
+                for r in self.rules
+            ],
+        }
+
+    @classmethod
+    def from_compiled(cls, data: dict) -> "Ruleset":
+        def dnf(raw):
+            return tuple(tuple((k, tuple(a) if isinstance(a, list) else a) for k, a in c)
+                         for c in raw)
+
+        rules = [
+            Rule(
+                name=r["name"], description=r["description"], line=r["line"],
+                match=dnf(r["match"]), exclude=dnf(r["exclude"]),
+                action=Action(tuple(r["action"]["io"]), r["action"]["cache"],
+                              r["action"]["cache_if_unset"]),
+            )
+            for r in data["rules"]
+        ]
+        return cls(rules, data["source"], data["digest"])
+
+
+def _jsonable(arg: Any) -> Any:
+    return list(arg) if isinstance(arg, tuple) else arg
+
+
+# --- loading and validation ----------------------------------------------
+
+def schema() -> dict:
+    return json.loads(resources.files("aiohook.schemas").joinpath(RULES_SCHEMA).read_text())
+
+
+def parse_ruleset(text: bytes, filename: str) -> Ruleset:
+    """Validate and build a Ruleset; raise PolicyError naming the first problem."""
+    problems = validate_ruleset(text, filename)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise PolicyError(first.message + more, file=filename, line=first.line)
+    return build_ruleset(text, filename)
+
+
+@dataclass
+class Problem:
+    line: int | None
+    message: str
+    rule: str | None = None
+
+    def render(self, filename: str) -> str:
+        where = f"{filename}:{self.line}" if self.line else filename
+        return f"{where}: {self.message}"
+
+
+def validate_ruleset(text: bytes, filename: str) -> list[Problem]:
+    """Every schema and semantic problem, each with a line and the rule it is in."""
+    from aiohook.yamlsource import load_located
+
+    doc = load_located(text, filename, PolicyError)
+    problems = _schema_problems(doc)
+    if not problems:
+        problems = _semantic_problems(doc)
+    problems.sort(key=lambda p: (p.line or 0))
+    return problems
+
+
+def _rule_label(doc, path) -> str:
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
+        rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
+        name = rule.get("name") if isinstance(rule, dict) else None
+        return f"rule '{name}': " if isinstance(name, str) else f"rule #{path[1] + 1}: "
+    return ""
+
+
+def _schema_problems(doc) -> list[Problem]:
+    import jsonschema
+
+    if not isinstance(doc.data, dict):
+        return [Problem(doc.line(()), "a ruleset is a mapping with 'version' and 'rules'")]
+    validator = jsonschema.Draft202012Validator(schema())
+    problems = []
+    seen = set()
+    for err in validator.iter_errors(doc.data):
+        path, message = _describe_schema_error(err)
+        key = (path, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        problems.append(Problem(doc.line(path), _rule_label(doc, path) + message))
+    return problems
+
+
+def _describe_schema_error(err) -> tuple[tuple, str]:
+    """Turn a jsonschema error into (path, message) a policy author understands."""
+    path = tuple(err.absolute_path)
+    field_name = next((p for p in reversed(path) if isinstance(p, str)), None)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        where = _context(path)
+        key = extra[0] if extra else "?"
+        return path + (key,), f"unknown key '{key}'{where}"
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return path, f"missing key '{missing}'{_context(path)}"
+    if err.validator == "oneOf" and field_name in CONDITIONS:
+        cond = CONDITIONS[field_name]
+        allowed = cond.possible()
+        if allowed:
+            return path, f"condition '{field_name}': {err.instance!r} is not one of {', '.join(allowed)}"
+        return path, f"condition '{field_name}': expected a string or a list of strings"
+    if err.validator == "oneOf" and field_name == "io":
+        return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
+                      "or a preference list of native/threads/io_uring")
+    if err.validator == "oneOf" and field_name in ("match", "exclude"):
+        return path, (f"'{field_name}': expected conditions, or 'any:'/'all:' with a list of "
+                      f"conditions (known conditions: {', '.join(CONDITIONS)})")
+    if err.validator == "not" and field_name == "action":
+        return path, "action: 'cache' and 'cache_if_unset' exclude each other"
+    if err.validator == "enum":
+        return path, f"'{field_name}': {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
+    if err.validator == "const" and field_name == "version":
+        return path, f"unsupported ruleset version {err.instance!r} (this aiohook reads version 1)"
+    label = f"'{field_name}': " if field_name else ""
+    return path, label + err.message
+
+
+def _context(path: tuple) -> str:
+    if not path:
+        return " at the top level"
+    last = path[-1]
+    if isinstance(last, int):
+        last = path[-2] if len(path) > 1 else "item"
+    return f" in '{last}'"
+
+
+def _selector(raw: Any) -> tuple:
+    if raw is None:
+        return ((),)
+    if "any" in raw and len(raw) == 1:
+        return tuple(_conjunction(c) for c in raw["any"])
+    if "all" in raw and len(raw) == 1:
+        return (tuple(pair for c in raw["all"] for pair in _conjunction(c)),)
+    return (_conjunction(raw),)
+
+
+def _conjunction(raw: dict) -> tuple:
+    return tuple((k, CONDITIONS[k].normalize(v)) for k, v in raw.items())
+
+
+def _semantic_problems(doc) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(doc.data["rules"]):
+        path = ("rules", i)
+        name = raw["name"]
+        label = f"rule '{name}': "
+        if name in seen:
+            problems.append(Problem(doc.line(path + ("name",)),
+                                    f"{label}duplicate name (first at line {seen[name]})"))
+        else:
+            seen[name] = doc.line(path + ("name",))
+        match = _selector(raw.get("match"))
+        if all(contradiction(conj) for conj in match):
+            why = contradiction(match[0]) if len(match) == 1 else "every alternative contradicts itself"
+            problems.append(Problem(doc.line(path + ("match",)), f"{label}can never match: {why}"))
+        elif raw.get("exclude") is not None and any(conj == () for conj in _selector(raw["exclude"])):
+            problems.append(Problem(doc.line(path + ("exclude",)),
+                                    f"{label}can never match: 'exclude' excludes everything"))
+    return problems
+
+
+def contradiction(conj: tuple) -> str | None:
+    """Why a conjunction of conditions can never hold, or None."""
+    by_key: dict[str, list] = {}
+    for key, arg in conj:
+        by_key.setdefault(key, []).append(arg)
+    for key, args in by_key.items():
+        cond = CONDITIONS[key]
+        if cond.kind == "bool":
+            if len(set(args)) > 1:
+                return f"'{key}' must be both true and false"
+            continue
+        if cond.kind in ("enum", "word"):
+            common = set(args[0])
+            for arg in args[1:]:
+                common &= set(arg)
+            if not common:
+                return f"'{key}' must be {' and '.join('/'.join(a) for a in args)} at once"
+    return None
+
+
+def build_ruleset(text: bytes, filename: str) -> Ruleset:
+    import hashlib
+
+    from aiohook.yamlsource import load_located
+
+    doc = load_located(text, filename, PolicyError)
+    rules = []
+    for i, raw in enumerate(doc.data["rules"]):
+        act = raw["action"]
+        io = act["io"]
+        rules.append(Rule(
+            name=raw["name"],
+            description=" ".join(raw["description"].split()),
+            match=_selector(raw.get("match")),
+            exclude=_selector(raw["exclude"]) if raw.get("exclude") is not None else (),
+            action=Action(tuple(io) if isinstance(io, list) else (io,), act.get("cache"),
+                          act.get("cache_if_unset")),
+            line=doc.line(("rules", i)),
+        ))
+    return Ruleset(rules, filename, hashlib.sha256(text).hexdigest(),
+                   description=doc.data.get("description", ""))
+
+
+__all__ = ["Action", "Rule", "Ruleset", "Problem", "parse_ruleset", "validate_ruleset",
+           "build_ruleset", "contradiction", "UNSET", "IO_PREFERENCES"]
