@@ -517,6 +517,9 @@ def _load_pool(pool_dir: str, pool: str):
         if len(data) > _MAX_POOL_XML:
             raise ValueError("pool definition too large")
         root = etree.fromstring(data, parser)
+        if root.getroottree().docinfo.doctype:
+            # libvirt writes none; entities would be left unexpanded, i.e. wrong paths.
+            raise ValueError("DOCTYPE not allowed in a pool definition")
         if root.tag != "pool":
             raise ValueError("not a <pool> definition")
         return root
