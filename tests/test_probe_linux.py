@@ -254,7 +254,10 @@ def test_fs_matches_findmnt(tmp_path, probe):
     path.write_bytes(b"\0" * 4096)
     facts = one(probe, str(path))
     expected = subprocess.run(
-        ["findmnt", "-n", "-o", "FSTYPE", "-T", str(path)], capture_output=True, text=True
+        ["findmnt", "-n", "-o", "FSTYPE", "-T", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert facts.fs == expected != ""
     assert facts.o_direct is not None
@@ -340,15 +343,17 @@ def test_host_facts_of_the_real_host(probe):
     if emulator is None:
         pytest.skip("qemu-system-x86_64 missing (qemu-system-x86)")
     host = probe.host_facts(emulator)
-    out = subprocess.run([emulator, "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([emulator, "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith(f"QEMU emulator version {host.qemu_version}")
-    ldd = subprocess.run(["ldd", emulator], capture_output=True, text=True).stdout
+    ldd = subprocess.run(["ldd", emulator], capture_output=True, text=True, check=True).stdout
     assert host.qemu_io_uring is ("liburing" in ldd)
     with open("/proc/sys/fs/aio-max-nr") as handle:
         assert host.aio_max_nr == int(handle.read())
     assert isinstance(host.aio_nr, int)
     if shutil.which("libvirtd"):
-        out = subprocess.run(["libvirtd", "--version"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["libvirtd", "--version"], capture_output=True, text=True, check=True
+        ).stdout
         assert out.strip().endswith(host.libvirt_version)
     assert probe.host_facts(None).qemu_version == host.qemu_version  # default emulator
 
@@ -429,23 +434,37 @@ def pool_xml(pool_dir, file_name, body):
 
 def test_volume_resolution(tmp_path):
     pools = tmp_path / "pools"
-    pool_xml(pools, "default.xml",
-             "<pool type='dir'><name>default</name><target><path>/var/lib/libvirt/images"
-             "</path></target></pool>")
-    pool_xml(pools, "vg.xml",
-             "<pool type='logical'><name>vg</name><source><name>vg0</name></source>"
-             "<target><path>/dev/vg0</path></target></pool>")
+    pool_xml(
+        pools,
+        "default.xml",
+        "<pool type='dir'><name>default</name><target><path>/var/lib/libvirt/images"
+        "</path></target></pool>",
+    )
+    pool_xml(
+        pools,
+        "vg.xml",
+        "<pool type='logical'><name>vg</name><source><name>vg0</name></source>"
+        "<target><path>/dev/vg0</path></target></pool>",
+    )
     pool_xml(pools, "lvm2.xml", "<pool type='logical'><name>lvm2</name></pool>")
-    pool_xml(pools, "renamed.xml",  # the file name differs from the pool name
-             "<pool type='netfs'><name>nfs-pool</name><target><path>/mnt/nfs</path>"
-             "</target></pool>")
+    pool_xml(
+        pools,
+        "renamed.xml",  # the file name differs from the pool name
+        "<pool type='netfs'><name>nfs-pool</name><target><path>/mnt/nfs</path></target></pool>",
+    )
     devdir = tmp_path / "dev"
     devdir.mkdir()
     (devdir / "sdz1").touch()
-    pool_xml(pools, "disks.xml",
-             f"<pool type='disk'><name>disks</name><target><path>{devdir}</path></target></pool>")
-    pool_xml(pools, "iscsi.xml",
-             f"<pool type='iscsi'><name>iscsi</name><target><path>{devdir}</path></target></pool>")
+    pool_xml(
+        pools,
+        "disks.xml",
+        f"<pool type='disk'><name>disks</name><target><path>{devdir}</path></target></pool>",
+    )
+    pool_xml(
+        pools,
+        "iscsi.xml",
+        f"<pool type='iscsi'><name>iscsi</name><target><path>{devdir}</path></target></pool>",
+    )
     pool_xml(pools, "ceph.xml", "<pool type='rbd'><name>ceph</name></pool>")
     pool_xml(pools, "direct.xml", "<pool type='iscsi-direct'><name>direct</name></pool>")
     pool_xml(pools, "broken.xml", "<pool type='dir'><name>broken</")
@@ -479,9 +498,12 @@ def test_pool_xml_entities_are_not_expanded(tmp_path):
     pools = tmp_path / "pools"
     secret = tmp_path / "secret"
     secret.write_text("TOPSECRET")
-    pool_xml(pools, "evil.xml",
-             f"<!DOCTYPE pool [<!ENTITY x SYSTEM 'file://{secret}'>]>"
-             "<pool type='dir'><name>evil</name><target><path>/p/&x;</path></target></pool>")
+    pool_xml(
+        pools,
+        "evil.xml",
+        f"<!DOCTYPE pool [<!ENTITY x SYSTEM 'file://{secret}'>]>"
+        "<pool type='dir'><name>evil</name><target><path>/p/&x;</path></target></pool>",
+    )
     target = resolve_pool_volume(str(pools), "evil", "v")
     assert "TOPSECRET" not in repr(target)
     assert target.kind == "unknown" and "DOCTYPE" in target.reason

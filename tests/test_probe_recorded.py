@@ -148,9 +148,9 @@ def test_dump_example_round_trip(tmp_path):
 
 
 # Paths as a domain XML may spell them: anything absolute, including YAML-special text.
-_paths = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=30
-).map(lambda s: "/" + s)
+_paths = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=30).map(
+    lambda s: "/" + s
+)
 _opt_int = st.none() | st.integers(min_value=0, max_value=1 << 62)
 _opt_bool = st.none() | st.booleans()
 _opt_text = st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
@@ -182,7 +182,9 @@ _host = st.builds(
 @settings(max_examples=80, deadline=None)
 @given(host=_host, sources=st.dictionaries(_paths, _source, max_size=4))
 def test_dump_then_read_round_trips(tmp_path_factory, host, sources):
-    sources = {path: SourceFacts(**{**facts.__dict__, "path": path}) for path, facts in sources.items()}
+    sources = {
+        path: SourceFacts(**{**facts.__dict__, "path": path}) for path, facts in sources.items()
+    }
     volumes = {("default", "vm 1.qcow2"): VolumeTarget(kind="network", protocol="rbd")}
     path = os.path.join(tmp_path_factory.mktemp("facts"), "facts.yaml")
     with open(path, "w", encoding="utf-8") as handle:

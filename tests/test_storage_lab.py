@@ -65,7 +65,10 @@ def test_user_kinds_build_and_clean_up(tmp_path):
 
 
 def test_unknown_kind_is_a_programming_error(tmp_path):
-    with StorageLab(str(tmp_path / "lab")) as lab, pytest.raises(ValueError, match="unknown lab kind"):
+    with (
+        StorageLab(str(tmp_path / "lab")) as lab,
+        pytest.raises(ValueError, match="unknown lab kind"),
+    ):
         lab.make("nfs")
 
 
@@ -99,14 +102,13 @@ def test_all_kinds_build_and_clean_up(tmp_path):
 @needs_root
 def test_cleanup_runs_when_the_body_fails(tmp_path):
     workdir = str(tmp_path / "lab")
-    with pytest.raises(RuntimeError, match="boom"):
-        with StorageLab(workdir) as lab:
-            try:
-                lab.make("loop-block")
-                lab.make("tmpfs-file")
-            except LabUnavailable as err:
-                pytest.skip(err.reason)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), StorageLab(workdir) as lab:
+        try:
+            lab.make("loop-block")
+            lab.make("tmpfs-file")
+        except LabUnavailable as err:
+            pytest.skip(err.reason)
+        raise RuntimeError("boom")
     assert mounts_under(workdir) == []
     assert loops_backed_by(workdir) == []
     assert not os.path.exists(workdir)
@@ -116,9 +118,8 @@ def test_cleanup_runs_when_the_body_fails(tmp_path):
 def test_hanging_fuse_mount_serves_then_cleans_up(tmp_path):
     mount_point = str(tmp_path / "fuse")
     try:
-        with HangingFuseMount(mount_point, file_size=8192) as fuse:
-            with open(fuse.path, "rb") as handle:
-                assert handle.read() == b"\0" * 8192
+        with HangingFuseMount(mount_point, file_size=8192) as fuse, open(fuse.path, "rb") as f:
+            assert f.read() == b"\0" * 8192
     except LabUnavailable as err:
         pytest.skip(err.reason)
     assert mounts_under(mount_point) == []

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Self
 
 LAB_KINDS = (
     "loop-block",
@@ -52,7 +53,12 @@ class LabCleanupError(RuntimeError):
 def _run(argv: list[str]) -> str:
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     except FileNotFoundError:
         raise LabUnavailable(f"{argv[0]} not installed") from None
@@ -81,7 +87,7 @@ class StorageLab:
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._made_workdir = False
 
-    def __enter__(self) -> StorageLab:
+    def __enter__(self) -> Self:
         if not os.path.isdir(self.workdir):
             os.makedirs(self.workdir)
             self._made_workdir = True
@@ -110,9 +116,7 @@ class StorageLab:
             raise ValueError(f"unknown lab kind {kind!r}; known: {', '.join(LAB_KINDS)}")
         return builder()
 
-    def make_all(
-        self, kinds: Iterable[str] = LAB_KINDS
-    ) -> tuple[list[LabTarget], dict[str, str]]:
+    def make_all(self, kinds: Iterable[str] = LAB_KINDS) -> tuple[list[LabTarget], dict[str, str]]:
         targets, unavailable = [], {}
         for kind in kinds:
             try:
@@ -223,8 +227,17 @@ class StorageLab:
         path = self._new_path(f"{kind}.qcow2")
         self._remove_later(path)
         _run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-o", f"preallocation={prealloc}",
-             path, str(self.size_bytes)]
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                f"preallocation={prealloc}",
+                path,
+                str(self.size_bytes),
+            ]
         )
         self._check_allocation(path, expected == "file-preallocated")
         return LabTarget(kind, path, "qcow2", "file", expected)
@@ -241,8 +254,10 @@ class StorageLab:
     def _tmpfs_file(self) -> LabTarget:
         _need_root("mount tmpfs")
         mount_point = self._dir("tmpfs")
-        self._mount(["-t", "tmpfs", "-o", f"size={self.size_bytes + (8 << 20)},mode=0755",
-                     "aiohook-lab"], mount_point)
+        self._mount(
+            ["-t", "tmpfs", "-o", f"size={self.size_bytes + (8 << 20)},mode=0755", "aiohook-lab"],
+            mount_point,
+        )
         path = self._file(os.path.join(mount_point, "disk.raw"), self.size_bytes, True)
         return LabTarget("tmpfs-file", path, "raw", "file", "file-preallocated")
 
@@ -291,7 +306,7 @@ class HangingFuseMount:
         self.path = os.path.join(self.mount_point, FUSE_FILE)
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> HangingFuseMount:
+    def __enter__(self) -> Self:
         import sys
 
         _need_root("mount fuse")
@@ -301,9 +316,18 @@ class HangingFuseMount:
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         env = dict(os.environ, PYTHONPATH=package_parent)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aiohook.lab.storage", "fuse-serve", self.mount_point,
-             str(self.file_size)],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "aiohook.lab.storage",
+                "fuse-serve",
+                self.mount_point,
+                str(self.file_size),
+            ],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         first = self.process.stdout.readline().strip()
         if first != "ready":
@@ -324,7 +348,7 @@ class HangingFuseMount:
             self.process.wait(timeout=10)
             self.process.stdout.close()
             self.process = None
-        subprocess.run(["umount", "--lazy", self.mount_point], capture_output=True)
+        subprocess.run(["umount", "--lazy", self.mount_point], capture_output=True, check=False)
 
 
 def _fuse_serve(mount_point: str, file_size: int) -> int:
@@ -346,8 +370,25 @@ def _fuse_serve(mount_point: str, file_size: int) -> int:
             mode, size, nlink = stat.S_IFDIR | 0o755, 0, 2
         else:
             mode, size, nlink = stat.S_IFREG | 0o644, file_size, 1
-        return struct.pack("<QQQQQQIIIIIIIIII", nodeid, size, (size + 511) // 512,
-                           0, 0, 0, 0, 0, 0, mode, nlink, 0, 0, 0, 4096, 0)
+        return struct.pack(
+            "<QQQQQQIIIIIIIIII",
+            nodeid,
+            size,
+            (size + 511) // 512,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            mode,
+            nlink,
+            0,
+            0,
+            0,
+            4096,
+            0,
+        )
 
     def reply(unique: int, payload: bytes = b"", error: int = 0) -> None:
         os.write(fd, struct.pack("<IiQ", 16 + len(payload), -error, unique) + payload)

@@ -14,7 +14,8 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Hashable, Mapping, TypeVar
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -80,6 +81,6 @@ def exit_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 - exiting anyway
-            pass
+        except (OSError, ValueError):  # closed or broken stream: exiting anyway
+            continue
     os._exit(code)

@@ -17,7 +17,7 @@ import mmap
 import os
 import re
 import stat
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
 from aiohook.probe import DEFAULT_PROBE_BUDGET_S
@@ -420,7 +420,9 @@ class LinuxProbe:
             return probe_path(request, mounts_text, self.sys_root)
         except Exception as err:  # noqa: BLE001 - a probe bug must not kill the hook
             return SourceFacts(
-                path=request.path, kind="unknown", error=f"probe failed: {type(err).__name__}: {err}"
+                path=request.path,
+                kind="unknown",
+                error=f"probe failed: {type(err).__name__}: {err}",
             )
 
     # -- host
@@ -496,7 +498,12 @@ class LinuxProbe:
 
 _FILE_POOLS = ("dir", "fs", "netfs", "vstorage")
 _DEVICE_POOLS = ("disk", "iscsi", "scsi", "mpath")
-_NETWORK_POOLS = {"rbd": "rbd", "gluster": "gluster", "sheepdog": "sheepdog", "iscsi-direct": "iscsi"}
+_NETWORK_POOLS = {
+    "rbd": "rbd",
+    "gluster": "gluster",
+    "sheepdog": "sheepdog",
+    "iscsi-direct": "iscsi",
+}
 
 
 def _unknown(reason: str) -> VolumeTarget:

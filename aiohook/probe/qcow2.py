@@ -43,9 +43,7 @@ def parse_header(data: bytes) -> Qcow2Header:
         raise Qcow2Error("not a qcow2 image (bad magic)")
     if len(data) < _V2_LEN:
         raise Qcow2Error(f"qcow2 header truncated ({len(data)} bytes)")
-    version, backing_off, _backing_len, cluster_bits, size = struct.unpack_from(
-        ">IQIIQ", data, 4
-    )
+    version, backing_off, _backing_len, cluster_bits, size = struct.unpack_from(">IQIIQ", data, 4)
     if version not in (2, 3):
         raise Qcow2Error(f"unsupported qcow2 version {version}")
     if not 9 <= cluster_bits <= 21:

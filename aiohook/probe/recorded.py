@@ -17,7 +17,8 @@ A source that is not in the file is never probed: it is kind 'unknown'.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -108,9 +109,9 @@ class _Reader:
         return out
 
 
-def parse_facts(text: str, filename: str = "<facts>") -> tuple[
-    HostFacts, dict[str, SourceFacts], dict[tuple[str, str], VolumeTarget]
-]:
+def parse_facts(
+    text: str, filename: str = "<facts>"
+) -> tuple[HostFacts, dict[str, SourceFacts], dict[tuple[str, str], VolumeTarget]]:
     """Parse and validate a facts document. Raises FactsError with file:line."""
     loader = _Loader(text)
     try:
@@ -237,9 +238,10 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_representer(
-    _FlowDict, lambda dumper, data: dumper.represent_mapping(
+    _FlowDict,
+    lambda dumper, data: dumper.represent_mapping(
         "tag:yaml.org,2002:map", data.items(), flow_style=True
-    )
+    ),
 )
 
 
@@ -259,7 +261,11 @@ def dump_facts(
             for key, target in volumes.items()
         }
     body = yaml.dump(
-        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-        allow_unicode=False, width=1 << 16,  # escapes: NEL, LS etc. survive a re-read
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=False,
+        width=1 << 16,  # escapes: NEL, LS etc. survive a re-read
     )
     return "# aiohook recorded host facts (aiohook facts); see aiohook/probe/recorded.py\n" + body
