@@ -507,3 +507,30 @@ def test_pool_xml_entities_are_not_expanded(tmp_path):
     target = resolve_pool_volume(str(pools), "evil", "v")
     assert "TOPSECRET" not in repr(target)
     assert target.kind == "unknown" and "DOCTYPE" in target.reason
+
+
+def test_exit_now_leaves_despite_a_thread_stuck_in_the_kernel(tmp_path):
+    """A FIFO opened for reading blocks until a writer comes: a real, root-free hang."""
+    import sys
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    child = (
+        "import os, sys\n"
+        "from aiohook.probe.bounded import run_bounded, abandoned_threads, exit_now\n"
+        f"done, late = run_bounded({{'f': lambda: os.open({fifo!r}, os.O_RDONLY)}}, 0.2)\n"
+        "assert late == ['f'] and abandoned_threads(), (done, late)\n"
+        "print('abandoned', flush=True)\n"
+        "exit_now(3)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert (done.returncode, done.stdout) == (3, "abandoned\n"), done.stderr
+    assert time.monotonic() - started < 5
