@@ -201,7 +201,7 @@ def _rules_args(p):
 
 
 RULES_VERBS: dict = {}  # "rules X" sub-verbs registered by other modules (lint)
-FEATURE_CLIS: tuple[str, ...] = ()
+FEATURE_CLIS = ("aiohook.hook.cli", "aiohook.budget.cli", "aiohook.authoring.cli", "aiohook.calibrate.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

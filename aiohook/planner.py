@@ -75,16 +75,7 @@ def plan_document(doc: DomainDocument, ruleset: Ruleset, probe: Probe, *,
     overrides = doc.overrides()
     disks = doc.disks()
     name = doc.name
-    volumes: dict[int, VolumeTarget] = {}
-    requests: dict[str, SourceRequest] = {}
-    for i, disk in enumerate(disks):
-        path = disk.source_path if disk.type in ("file", "block") else None
-        if disk.type == "volume" and disk.volume:
-            volumes[i] = probe.resolve_volume(*disk.volume)
-            if volumes[i].kind in ("file", "block"):
-                path = volumes[i].path
-        if path:
-            requests.setdefault(path, SourceRequest(path, disk.format))
+    requests, volumes = source_requests(disks, probe)
     sources = probe.source_facts(list(requests.values()), budget_s) if requests else {}
     host = probe.host_facts(doc.emulator)
     plan = DomainPlan(name, doc.source, doc, host, skipped=overrides.skip)
@@ -100,6 +91,21 @@ def plan_document(doc: DomainDocument, ruleset: Ruleset, probe: Probe, *,
             disk.set_driver_attr("io", decision.io_after)
         plan.disks.append(DiskPlan(facts, decision, disk.sourceline))
     return plan
+
+
+def source_requests(disks, probe: Probe) -> tuple[dict[str, SourceRequest], dict[int, VolumeTarget]]:
+    """The host paths to probe (one request per path) and each volume disk's resolution."""
+    volumes: dict[int, VolumeTarget] = {}
+    requests: dict[str, SourceRequest] = {}
+    for i, disk in enumerate(disks):
+        path = disk.source_path if disk.type in ("file", "block") else None
+        if disk.type == "volume" and disk.volume:
+            volumes[i] = probe.resolve_volume(*disk.volume)
+            if volumes[i].kind in ("file", "block"):
+                path = volumes[i].path
+        if path:
+            requests.setdefault(path, SourceRequest(path, disk.format))
+    return requests, volumes
 
 
 def disk_facts(domain: str, disk, source: SourceFacts | None,

@@ -10,8 +10,9 @@ def _flag(el: etree._Element, child: str) -> bool:
 
 
 class DiskElement:
-    def __init__(self, element: etree._Element):
+    def __init__(self, element: etree._Element, created: list | None = None):
         self.element = element
+        self._created = created if created is not None else []
 
     # --- read -----------------------------------------------------------
     @property
@@ -142,8 +143,10 @@ class DiskElement:
         parent = self.element
         if len(parent) == 0:
             parent.append(driver)
+            self._created.append(driver)
             return driver
         indent = parent.text if parent.text is not None and not parent.text.strip() else None
         parent.insert(0, driver)
         driver.tail = indent
+        self._created.append(driver)
         return driver

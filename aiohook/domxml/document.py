@@ -63,6 +63,7 @@ class DomainDocument:
         self.root = root
         self.source = source
         self._original = original
+        self._created: list[etree._Element] = []  # <driver> elements this run added
 
     @property
     def name(self) -> str:
@@ -93,7 +94,7 @@ class DomainDocument:
         return ids or [str(i) for i in range(1, self.iothreads + 1)]
 
     def disks(self) -> list[DiskElement]:
-        return [DiskElement(el) for el in self.root.iterfind("devices/disk")]
+        return [DiskElement(el, self._created) for el in self.root.iterfind("devices/disk")]
 
     def controllers(self, kind: str | None = None) -> list[etree._Element]:
         path = "devices/controller" + (f"[@type='{kind}']" if kind else "")
@@ -103,7 +104,17 @@ class DomainDocument:
         return read_overrides(self.root)
 
     def serialize(self) -> bytes:
-        """The tree as bytes, keeping the input's XML declaration if it had one."""
+        """The document as bytes: the original with only the edited <driver> tags changed.
+
+        Falls back to a full lxml serialization when the original can't be patched.
+        """
+        from aiohook.domxml.textpatch import PatchUnavailable, patch_driver_tags
+
+        disks = list(self.root.iterfind("devices/disk"))
+        try:
+            return patch_driver_tags(self._original, self.root, disks, self._created)
+        except (PatchUnavailable, UnicodeError):
+            pass
         has_decl = self._original.lstrip().startswith(b"<?xml")
         body = etree.tostring(self.root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
         if not body.endswith(b"\n"):

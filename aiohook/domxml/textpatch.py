@@ -1,0 +1,126 @@
+"""Write edits back into the original bytes, so everything not edited stays byte-for-byte.
+
+lxml re-serializes every attribute with double quotes and normalizes markup;
+a disk edit would then show up as a diff of the whole document. Instead we
+locate each element's start tag with expat (exact byte offsets, same
+document order as lxml) and rewrite only the <driver> tags that changed.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.parsers.expat
+
+from lxml import etree
+
+_ATTR = re.compile(rb"""\s+([^\s=/>]+)\s*=\s*("[^"]*"|'[^']*')""")
+_TAG_END = re.compile(rb"\s*(/?)>")
+_NAME = re.compile(rb"[^\s/>]+")
+
+
+class PatchUnavailable(Exception):
+    """The original bytes can't be patched safely; serialize with lxml instead."""
+
+
+def start_tag_offsets(data: bytes) -> list[int]:
+    offsets: list[int] = []
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = lambda name, attrs: offsets.append(parser.CurrentByteIndex)
+    try:
+        parser.Parse(data, True)
+    except xml.parsers.expat.ExpatError as exc:
+        raise PatchUnavailable(str(exc)) from None
+    return offsets
+
+
+def parse_start_tag(data: bytes, offset: int) -> tuple[int, list[tuple[bytes, bytes, bytes]], bytes]:
+    """(end offset, [(name, quote, raw value)], closing b'>' or b'/>') of the tag at offset."""
+    if data[offset:offset + 1] != b"<":
+        raise PatchUnavailable(f"no tag at byte {offset}")
+    name = _NAME.match(data, offset + 1)
+    pos = name.end() if name else offset + 1
+    attrs = []
+    while True:
+        m = _ATTR.match(data, pos)
+        if not m:
+            break
+        raw = m.group(2)
+        attrs.append((m.group(1), raw[:1], raw[1:-1]))
+        pos = m.end()
+    end = _TAG_END.match(data, pos)
+    if not end:
+        raise PatchUnavailable(f"unparsable tag at byte {offset}")
+    return end.end(), attrs, end.group(1) + b">"
+
+
+def _escape(value: str, quote: bytes) -> bytes:
+    out = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = out.replace('"', "&quot;") if quote == b'"' else out.replace("'", "&apos;")
+    return out.encode("utf-8")
+
+
+def _render_tag(name: bytes, attrs: list[tuple[bytes, bytes, bytes]], closing: bytes) -> bytes:
+    body = b"".join(b" " + n + b"=" + q + v + q for n, q, v in attrs)
+    return b"<" + name + body + closing
+
+
+def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Element],
+                      created: list[etree._Element]) -> bytes:
+    """The original bytes with each disk's <driver> tag brought in line with the tree."""
+    offsets = start_tag_offsets(data)
+    originals = [el for el in root.iter() if isinstance(el.tag, str)
+                 and not any(el is c for c in created)]
+    if len(originals) != len(offsets):
+        raise PatchUnavailable("element count differs from the original")
+    index = {id(el): i for i, el in enumerate(originals)}
+    edits: list[tuple[int, int, bytes]] = []
+    for disk in disks:
+        driver = disk.find("driver")
+        if driver is None:
+            continue
+        if any(driver is c for c in created):
+            edits.append(_insert_driver(data, offsets[index[id(disk)]], disk, driver))
+            continue
+        start = offsets[index[id(driver)]]
+        end, attrs, closing = parse_start_tag(data, start)
+        new_attrs = _merge(attrs, dict(driver.attrib))
+        if new_attrs != attrs:
+            edits.append((start, end, _render_tag(b"driver", new_attrs, closing)))
+    for start, end, text in sorted(edits, reverse=True):
+        data = data[:start] + text + data[end:]
+    return data
+
+
+def _merge(attrs, wanted: dict) -> list:
+    """Keep order and quoting of surviving attributes; update values; append new ones."""
+    quote = attrs[0][1] if attrs else b"'"
+    out = []
+    for name, q, raw in attrs:
+        key = name.decode("utf-8")
+        if key not in wanted:
+            continue  # removed
+        value = wanted.pop(key)
+        original = raw.decode("utf-8")
+        out.append((name, q, raw if _unescaped(original) == value else _escape(value, q)))
+    for key, value in wanted.items():
+        out.append((key.encode("utf-8"), quote, _escape(value, quote)))
+    return out
+
+
+def _unescaped(raw: str) -> str:
+    return (raw.replace("&quot;", '"').replace("&apos;", "'").replace("&lt;", "<")
+            .replace("&gt;", ">").replace("&amp;", "&"))
+
+
+def _insert_driver(data: bytes, disk_start: int, disk: etree._Element,
+                   driver: etree._Element) -> tuple[int, int, bytes]:
+    end, attrs, closing = parse_start_tag(data, disk_start)
+    if closing == b"/>":
+        raise PatchUnavailable("a self-closing <disk/> has no place for <driver>")
+    quote = attrs[0][1] if attrs else b"'"
+    tag = _render_tag(b"driver", [(k.encode(), quote, _escape(v, quote))
+                                  for k, v in driver.attrib.items()], b"/>")
+    following = data[end:]
+    gap = following[: len(following) - len(following.lstrip())]
+    indent = gap if gap and b"<" not in gap else b""
+    return end, end, indent + tag
