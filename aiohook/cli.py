@@ -53,34 +53,36 @@ def _label(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
-def plan_files(paths, ruleset, probe, *, keep_going: bool, explain: bool = False):
-    """Plan every input. With keep_going, a bad input is reported and skipped."""
+def iter_plans(paths, ruleset, probe, errors: list | None = None, *, explain: bool = False):
+    """Plan each input in turn. With an `errors` list, a bad input is recorded there
+    as (path, message, exit code) and skipped; without one, the error is raised."""
     from aiohook.planner import plan_xml
 
-    plans, errors = [], []
     for path in paths:
         try:
             plan = plan_xml(read_xml(path), _label(path), ruleset, probe, explain=explain)
-            plans.append(plan)
         except AiohookError as exc:
-            if not keep_going:
+            if errors is None:
                 raise
             errors.append((path, exc.one_line(), exc.exit_code))
-    return plans, errors
+            continue
+        yield plan
 
 
 # --- verbs -------------------------------------------------------------------
 
 
 def cmd_plan(args) -> int:
+    """Streams: each domain is printed and dropped before the next is read."""
     from aiohook import report
 
     ruleset = load_rules(args.rules)
     probe = make_probe(args.facts)
-    plans, errors = plan_files(args.xml, ruleset, probe, keep_going=True)
-    shown = [(f, m) for f, m, _ in errors]
-    render = report.render_json if args.format == "json" else report.render_text
-    sys.stdout.write(render(plans, shown))
+    errors: list = []
+    out = report.JsonReport(sys.stdout) if args.format == "json" else report.TextReport(sys.stdout)
+    for plan in iter_plans(args.xml, ruleset, probe, errors):
+        out.domain(plan)
+    out.finish([(f, m) for f, m, _ in errors])
     for _, message, _ in errors:
         print(f"aiohook: error: {message}", file=sys.stderr)
     return errors[0][2] if errors else EXIT_OK
@@ -99,7 +101,7 @@ def cmd_rewrite(args) -> int:
         raise UsageError(f"two inputs share the file name {dup}; --output-dir would overwrite one")
     ruleset = load_rules(args.rules)
     probe = make_probe(args.facts)
-    plans, _ = plan_files(args.xml, ruleset, probe, keep_going=False)  # all or nothing
+    plans = list(iter_plans(args.xml, ruleset, probe))  # all or nothing: any error raises
     outputs = []
     for path, plan in zip(args.xml, plans):
         new = plan.document.serialize()

@@ -43,20 +43,36 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
-def render_text(plans: list[DomainPlan], errors: list[tuple[str, str]] = ()) -> str:
-    out = []
-    for plan in plans:
-        changed = sum(1 for d in plan.disks if d.decision.changed)
-        head = f"domain {plan.name or '?'} ({plan.file}): {len(plan.disks)} disks, {changed} to change"
-        if plan.skipped:
-            head += " [skipped by metadata]"
-        if plan.aio:
-            head += (f"; AIO events at start {plan.aio.get('events_at_start')}, "
-                     f"max {plan.aio.get('events_max')}")
-        out.append(head)
-        if not plan.disks:
-            out.append("")
-            continue
+class TextReport:
+    """A table per domain, written as each domain is planned, then a summary line."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.domains = self.disks = self.changed = 0
+
+    def domain(self, plan: DomainPlan) -> None:
+        self.domains += 1
+        self.disks += len(plan.disks)
+        self.changed += sum(1 for d in plan.disks if d.decision.changed)
+        self.stream.write("\n".join(domain_lines(plan)) + "\n")
+
+    def finish(self, errors: list[tuple[str, str]] = ()) -> None:
+        lines = [f"error: {message}" for _, message in errors]
+        lines.append(f"{self.domains} domains, {self.disks} disks, {self.changed} to change"
+                     + (f", {len(errors)} inputs rejected" if errors else ""))
+        self.stream.write("\n".join(lines) + "\n")
+
+
+def domain_lines(plan: DomainPlan) -> list[str]:
+    changed = sum(1 for d in plan.disks if d.decision.changed)
+    head = f"domain {plan.name or '?'} ({plan.file}): {len(plan.disks)} disks, {changed} to change"
+    if plan.skipped:
+        head += " [skipped by metadata]"
+    if plan.aio:
+        head += (f"; AIO events at start {plan.aio.get('events_at_start')}, "
+                 f"max {plan.aio.get('events_max')}")
+    out = [head]
+    if plan.disks:
         rows = [["TARGET", "DEVICE", "CLASS", "FACTS", "IO", "CACHE", "RULE"]]
         for d in plan.disks:
             f, dec = d.facts, d.decision
@@ -67,18 +83,25 @@ def render_text(plans: list[DomainPlan], errors: list[tuple[str, str]] = ()) -> 
         out.extend(_table(rows))
         for d in plan.disks:
             out.append(f"    {d.facts.target or '?'}: {d.facts.source or '-'}: {d.decision.reason}")
-        out.append("")
-    for file, message in errors:
-        out.append(f"error: {message}")
-    total = sum(len(p.disks) for p in plans)
-    changed = sum(1 for p in plans for d in p.disks if d.decision.changed)
-    out.append(f"{len(plans)} domains, {total} disks, {changed} to change"
-               + (f", {len(errors)} inputs rejected" if errors else ""))
-    return "\n".join(out) + "\n"
+    out.append("")
+    return out
 
 
-def render_json(plans: list[DomainPlan], errors: list[tuple[str, str]] = ()) -> str:
-    doc = {"domains": [p.to_json() for p in plans]}
-    if errors:
-        doc["errors"] = [{"file": f, "error": m} for f, m in errors]
-    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+class JsonReport:
+    """{"domains": [...], "errors": [...]}, written one domain at a time."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.count = 0
+        stream.write('{"domains": [')
+
+    def domain(self, plan: DomainPlan) -> None:
+        self.stream.write(("," if self.count else "") + "\n  " + json.dumps(plan.to_json()))
+        self.count += 1
+
+    def finish(self, errors: list[tuple[str, str]] = ()) -> None:
+        self.stream.write("\n]")
+        if errors:
+            self.stream.write(', "errors": ' + json.dumps([{"file": f, "error": m}
+                                                           for f, m in errors]))
+        self.stream.write("}\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from aiohook.domxml.disk import DiskElement
@@ -42,7 +44,7 @@ def parse_domain(data: bytes, source: str = "<stdin>") -> "DomainDocument":
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno and exc.lineno > 0 else None
-        msg = (exc.msg or "malformed XML").splitlines()[0]
+        msg = re.sub(r", line \d+, column \d+$", "", (exc.msg or "malformed XML").splitlines()[0])
         raise DomainXMLError(f"malformed XML: {msg}", file=source, line=line) from None
     except ValueError as exc:  # e.g. unicode strings with encoding declarations
         raise DomainXMLError(f"malformed XML: {exc}", file=source) from None
