@@ -57,10 +57,9 @@ class TextReport:
         self.stream.write("\n".join(domain_lines(plan)) + "\n")
 
     def finish(self, errors: list[tuple[str, str]] = ()) -> None:
-        lines = [f"error: {message}" for _, message in errors]
-        lines.append(f"{self.domains} domains, {self.disks} disks, {self.changed} to change"
-                     + (f", {len(errors)} inputs rejected" if errors else ""))
-        self.stream.write("\n".join(lines) + "\n")
+        # the errors themselves go to stderr, one line each (cli.cmd_plan)
+        self.stream.write(f"{self.domains} domains, {self.disks} disks, {self.changed} to change"
+                          + (f", {len(errors)} inputs rejected" if errors else "") + "\n")
 
 
 def domain_lines(plan: DomainPlan) -> list[str]:
