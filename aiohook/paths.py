@@ -21,15 +21,34 @@ def log_dir() -> str:
     return os.environ.get("AIOHOOK_LOG_DIR") or "/var/log/aiohook"
 
 
-def cache_dir() -> str:
-    """Compiled rules and probed emulator versions: /var/cache/aiohook when writable."""
+def cache_dir() -> str | None:
+    """Compiled rules and probed binaries: AIOHOOK_CACHE_DIR, else /var/cache/aiohook
+    when usable, else a private dir in /tmp; None when no safe place exists."""
     env = os.environ.get("AIOHOOK_CACHE_DIR")
     if env:
         return env
     system = "/var/cache/aiohook"
-    if os.geteuid() == 0 or os.access(system, os.W_OK):
-        return system
-    return f"/tmp/aiohook-cache-{os.geteuid()}"
+    try:
+        os.makedirs(system, mode=0o755, exist_ok=True)
+        if os.access(system, os.W_OK):
+            return system
+    except OSError:
+        pass
+    import stat
+    import tempfile
+
+    private = os.path.join(tempfile.gettempdir(), f"aiohook-cache-{os.geteuid()}")
+    try:
+        os.mkdir(private, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(private)
+    # In a world-writable /tmp only trust a real directory that is ours.
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return None
+    return private
 
 
 def packaged(*parts: str) -> str:

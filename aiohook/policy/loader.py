@@ -44,9 +44,10 @@ def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
     data = read_bounded(path, MAX_RULES_BYTES)
     if len(data) > MAX_RULES_BYTES:
         raise PolicyError(f"rules file is over {MAX_RULES_BYTES} bytes", file=path)
+    directory = cache_dir() if use_cache else None
     digest = hashlib.sha256(__version__.encode() + b"\0" + data).hexdigest()
-    cached = os.path.join(cache_dir(), f"rules-{digest[:32]}.json")
-    if use_cache:
+    cached = os.path.join(directory, f"rules-{digest[:32]}.json") if directory else None
+    if cached:
         try:
             with open(cached, "rb") as fh:
                 ruleset = Ruleset.from_compiled(json.loads(fh.read()))
@@ -57,7 +58,7 @@ def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
     from aiohook.policy.ruleset import parse_ruleset
 
     ruleset = parse_ruleset(data, path)
-    if use_cache:
+    if cached:
         _store(cached, ruleset)
     return ruleset
 

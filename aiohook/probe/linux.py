@@ -19,6 +19,7 @@ import re
 import stat
 from collections.abc import Sequence
 
+from aiohook import paths
 from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
 from aiohook.probe import DEFAULT_PROBE_BUDGET_S
 from aiohook.probe.bounded import abandoned_threads, exit_now, run_bounded  # noqa: F401
@@ -252,34 +253,6 @@ def _why(err: BaseException) -> str:
 # ---------------------------------------------------------------- binary facts cache
 
 
-def default_cache_dir() -> str | None:
-    """AIOHOOK_CACHE_DIR, else /var/cache/aiohook if usable, else a private dir in /tmp."""
-    env = os.environ.get("AIOHOOK_CACHE_DIR")
-    if env:
-        return env
-    system = "/var/cache/aiohook"
-    try:
-        os.makedirs(system, mode=0o755, exist_ok=True)
-        if os.access(system, os.W_OK):
-            return system
-    except OSError:
-        pass
-    import tempfile
-
-    private = os.path.join(tempfile.gettempdir(), f"aiohook-cache-{os.geteuid()}")
-    try:
-        os.mkdir(private, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    st = os.lstat(private)
-    # In a world-writable /tmp only trust a real directory that is ours.
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        return None
-    return private
-
-
 class BinaryFactsCache:
     """Facts read from a binary, keyed by (path, mtime_ns, size, inode)."""
 
@@ -393,7 +366,7 @@ class LinuxProbe:
         self.proc_root = proc_root
         self.sys_root = sys_root
         self.libvirt_daemons = tuple(libvirt_daemons)
-        self._cache = BinaryFactsCache(cache_dir if cache_dir is not None else default_cache_dir())
+        self._cache = BinaryFactsCache(cache_dir if cache_dir is not None else paths.cache_dir())
 
     # -- sources
 
