@@ -1,0 +1,385 @@
+"""`aiohook rules lint`: find rules that cannot do what they say, yamllint style.
+
+Every finding carries file:line, the rule's name and a stable code:
+
+  AH001 unknown-key          a key the ruleset schema does not know
+  AH002 deprecated-key       a spelling aiohook does not read, with its replacement
+  AH003 schema               any other schema violation (bad value, missing key)
+  AH010 contradiction        a match/exclude alternative whose conditions contradict
+  AH011 excludes-everything  an exclude with an empty alternative: the rule never selects
+  AH012 duplicate-name       two rules share a name
+  AH020 shadowed-rule        earlier rules select every disk this rule could select
+  AH030 vetoed-override      every io mode of the action is always refused by a safety check
+  AH031 vetoed-preference    one io mode of a preference list is always refused
+
+The analyses are conservative: a finding is reported only when it holds for
+every disk the rule's conditions allow (no false positives; some misses).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from aiohook.facts import CACHE_MODES, DISK_CLASSES, IO_CAPABLE_TYPES, IO_MODES, O_DIRECT_CACHES
+from aiohook.policy.conditions import CONDITIONS, UNSET
+from aiohook.policy.ruleset import contradiction
+from aiohook.policy.safety import NATIVE_SAFE_CLASSES, NO_IO_EFFECT_CLASSES
+
+CODES = {
+    "unknown-key": "AH001",
+    "deprecated-key": "AH002",
+    "schema": "AH003",
+    "contradiction": "AH010",
+    "excludes-everything": "AH011",
+    "duplicate-name": "AH012",
+    "shadowed-rule": "AH020",
+    "vetoed-override": "AH030",
+    "vetoed-preference": "AH031",
+}
+
+# Spellings other tools use (QEMU -drive aio=, Proxmox, early drafts) that version 1
+# does not read; lint names the key to use instead.
+DEPRECATED_KEYS = {
+    "aio": "io",
+    "io_mode": "io",
+    "cache_mode": "cache",
+    "disk_class": "class",
+    "storage_class": "class",
+    "odirect": "o_direct",
+    "direct_io": "o_direct",
+    "disk_type": "type",
+    "when": "match",
+    "unless": "exclude",
+    "then": "action",
+}
+
+ALL_TYPES = CONDITIONS["type"].values
+
+
+@dataclass
+class Finding:
+    file: str
+    line: int | None
+    code: str
+    name: str
+    rule: str | None
+    message: str
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line or 0}"
+        rule = f"rule '{self.rule}': " if self.rule else ""
+        return f"{where}: {self.code} {self.name}: {rule}{self.message}"
+
+
+def _finding(file, line, name, rule, message) -> Finding:
+    return Finding(file, line, CODES[name], name, rule, message)
+
+
+# --- entry point --------------------------------------------------------------
+
+def lint_text(text: bytes, filename: str) -> list[Finding]:
+    from aiohook.errors import PolicyError
+    from aiohook.policy.ruleset import _schema_problems, build_ruleset
+    from aiohook.yamlsource import load_located
+
+    doc = load_located(text, filename, PolicyError)
+    flagged: list[tuple] = []
+    findings = _key_findings(doc, filename, flagged)
+    schema_problems = _schema_problems(_without(doc, flagged))
+    for p in schema_problems:
+        findings.append(_finding(filename, p.line, "schema", p.rule, p.message))
+    if findings:  # the semantic analyses need a well-formed ruleset
+        return _sorted(findings)
+    ruleset = build_ruleset(text, filename)
+    lines = {}
+    for i, raw in enumerate(doc.data["rules"]):
+        lines[i] = {k: doc.line(("rules", i, k)) for k in ("name", "match", "exclude", "action")}
+        lines[i]["io"] = doc.line(("rules", i, "action", "io"))
+    findings += _duplicates(ruleset, lines, filename)
+    findings += _contradictions(ruleset, lines, filename)
+    findings += _shadowed(ruleset, lines, filename)
+    findings += _vetoed(ruleset, lines, filename)
+    return _sorted(findings)
+
+
+def lint_file(path: str) -> list[Finding]:
+    from aiohook.fsutil import read_bounded
+
+    return lint_text(read_bounded(path, 4 << 20), path)
+
+
+def _sorted(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.line or 0, f.code))
+
+
+# --- keys ---------------------------------------------------------------------
+
+def _known_keys() -> dict[str, set]:
+    from aiohook.policy.ruleset import schema
+
+    s = schema()
+    d = s["$defs"]
+    return {"top": set(s["properties"]), "rule": set(d["rule"]["properties"]),
+            "conditions": set(d["conditions"]["properties"]),
+            "action": set(d["action"]["properties"])}
+
+
+def _without(doc, paths: list[tuple]):
+    """The document with the flagged keys removed, so the schema judges the rest."""
+    import copy
+
+    from aiohook.yamlsource import LocatedYAML
+
+    data = copy.deepcopy(doc.data)
+    for path in paths:
+        node = data
+        for step in path[:-1]:
+            node = node[step]
+        node.pop(path[-1], None)
+    return LocatedYAML(data, doc.lines, doc.filename)
+
+
+def _key_findings(doc, filename, flagged: list) -> list[Finding]:
+    known = _known_keys()
+    out: list[Finding] = []
+    data = doc.data
+
+    def check(mapping, path, kind, rule, where):
+        if not isinstance(mapping, dict):
+            return
+        for key in mapping:
+            if key in known[kind]:
+                continue
+            line = doc.line(path + (key,))
+            flagged.append(path + (key,))
+            if key in DEPRECATED_KEYS and DEPRECATED_KEYS[key] in known[kind]:
+                out.append(_finding(filename, line, "deprecated-key", rule,
+                                    f"'{key}' {where} is not read; use '{DEPRECATED_KEYS[key]}'"))
+            else:
+                out.append(_finding(filename, line, "unknown-key", rule,
+                                    f"unknown key '{key}' {where} (known: "
+                                    f"{', '.join(sorted(known[kind]))})"))
+
+    if not isinstance(data, dict):
+        return out
+    check(data, (), "top", None, "at the top level")
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return out
+    for i, raw in enumerate(rules):
+        if not isinstance(raw, dict):
+            continue
+        name = raw.get("name") if isinstance(raw.get("name"), str) else f"#{i + 1}"
+        path = ("rules", i)
+        check(raw, path, "rule", name, "in a rule")
+        for sel in ("match", "exclude"):
+            value = raw.get(sel)
+            if not isinstance(value, dict):
+                continue
+            if set(value) in ({"any"}, {"all"}):
+                word = next(iter(value))
+                items = value[word] if isinstance(value[word], list) else []
+                for j, conj in enumerate(items):
+                    check(conj, path + (sel, word, j), "conditions", name, f"in '{sel}' ({word})")
+            else:
+                check(value, path + (sel,), "conditions", name, f"in '{sel}'")
+        check(raw.get("action"), path + ("action",), "action", name, "in 'action'")
+    return out
+
+
+# --- simple semantic checks -----------------------------------------------------
+
+def _duplicates(ruleset, lines, filename) -> list[Finding]:
+    out, seen = [], {}
+    for i, rule in enumerate(ruleset.rules):
+        if rule.name in seen:
+            out.append(_finding(filename, lines[i]["name"], "duplicate-name", rule.name,
+                                f"duplicate name (first at line {seen[rule.name]})"))
+        else:
+            seen[rule.name] = lines[i]["name"]
+    return out
+
+
+def _contradictions(ruleset, lines, filename) -> list[Finding]:
+    out = []
+    for i, rule in enumerate(ruleset.rules):
+        dead = [(n, contradiction(c)) for n, c in enumerate(rule.match) if contradiction(c)]
+        if dead and len(dead) == len(rule.match):
+            why = "; ".join(w for _, w in dead)
+            out.append(_finding(filename, lines[i]["match"], "contradiction", rule.name,
+                                f"the rule can never match: {why}"))
+        else:
+            for n, why in dead:
+                out.append(_finding(filename, lines[i]["match"], "contradiction", rule.name,
+                                    f"'match' alternative {n + 1} can never hold: {why}"))
+        for n, conj in enumerate(rule.exclude):
+            if conj == ():
+                out.append(_finding(filename, lines[i]["exclude"], "excludes-everything",
+                                    rule.name, "'exclude' has an empty alternative: the rule "
+                                    "never selects anything"))
+            elif contradiction(conj):
+                out.append(_finding(filename, lines[i]["exclude"], "contradiction", rule.name,
+                                    f"'exclude' alternative {n + 1} can never hold: "
+                                    f"{contradiction(conj)}"))
+    return out
+
+
+# --- sets of values a conjunction allows ------------------------------------------
+
+def _group(conj) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for key, arg in conj:
+        out.setdefault(key, []).append(arg)
+    return out
+
+
+def _allowed(key: str, args: list | None) -> set | None:
+    """The values an enum/word condition allows (None: any word at all)."""
+    cond = CONDITIONS[key]
+    if not args:
+        possible = cond.possible()
+        return set(possible) if possible else None
+    values = set(args[0])
+    for arg in args[1:]:
+        values &= set(arg)
+    return values
+
+
+def covers(earlier, later) -> bool:
+    """Every disk the conjunction `later` selects is selected by `earlier` (conservative)."""
+    e, l_ = _group(earlier), _group(later)
+    for key, e_args in e.items():
+        cond = CONDITIONS[key]
+        l_args = l_.get(key, [])
+        if cond.kind == "bool":
+            if not l_args or any(a != e_args[0] for a in e_args + l_args):
+                return False
+        elif cond.kind == "glob":
+            if not l_args:
+                return False  # unset values match no glob
+            for e_arg in e_args:
+                if "*" in e_arg:
+                    continue
+                if not any(set(l_arg) <= set(e_arg) for l_arg in l_args):
+                    return False
+        else:
+            want = _allowed(key, l_args)
+            if want is None or not want <= _allowed(key, e_args):
+                return False
+    return True
+
+
+def _shadowed(ruleset, lines, filename) -> list[Finding]:
+    out = []
+    rules = ruleset.rules
+    for j, later in enumerate(rules):
+        live = [c for c in later.match if not contradiction(c)]
+        if not live:
+            continue
+        by = []
+        for conj in live:
+            hit = next((e for e in rules[:j] if not e.exclude and any(
+                not contradiction(ec) and covers(ec, conj) for ec in e.match)), None)
+            if hit is None:
+                break
+            by.append(hit.name)
+        else:
+            names = ", ".join(f"'{n}'" for n in dict.fromkeys(by))
+            out.append(_finding(filename, lines[j]["name"], "shadowed-rule", later.name,
+                                f"never decides anything: every disk it selects is selected "
+                                f"first by {names}"))
+    return out
+
+
+# --- overrides the safety checks always veto -----------------------------------
+
+def _vetoed_why(wanted: str, conj, action) -> str | None:
+    """Why the engine refuses `wanted` on every disk `conj` allows, or None."""
+    g = _group(conj)
+    classes = _allowed("class", g.get("class")) & set(DISK_CLASSES)
+    types = _allowed("type", g.get("type"))
+    io_before = _allowed("io", g.get("io"))
+    cache_before = _allowed("cache", g.get("cache"))
+    o_direct = g["o_direct"][0] if "o_direct" in g else None
+    effect_classes = classes - set(NO_IO_EFFECT_CLASSES)
+    effect_possible = bool(types & set(IO_CAPABLE_TYPES)) and bool(effect_classes)
+    if not effect_possible:
+        what = (f"class {'/'.join(sorted(classes))}" if not effect_classes
+                else f"type {'/'.join(sorted(types))}")
+        return (f"io has no effect on {what} disks, so no-io-without-effect never lets a "
+                f"rule change it")
+    if wanted != "native":
+        return None  # threads/unset are never refused where io has effect; io_uring: host-dependent
+    if effect_classes <= {"file-sparse"}:
+        return "native-not-on-sparse refuses it (the match allows only class file-sparse)"
+    if o_direct is False:
+        return "native-needs-o-direct refuses it (the match requires o_direct: false)"
+    if "native" not in io_before and not effect_classes & set(NATIVE_SAFE_CLASSES):
+        return (f"native-only-where-known-safe refuses it (class "
+                f"{'/'.join(sorted(effect_classes))} is not block or file-preallocated)")
+    after = _cache_after(cache_before, action, o_direct)
+    if not after & set(O_DIRECT_CACHES):
+        return (f"native-needs-direct-cache refuses it (cache after the rule is "
+                f"{'/'.join(sorted(after))})")
+    return None
+
+
+def _cache_after(cache_before: set, action, o_direct) -> set:
+    """The cache values a disk can have when its io is judged (UNSET for none)."""
+    before = set(cache_before)
+    may_veto = o_direct is not True  # direct-cache-needs-o-direct may refuse the new cache
+    if action.cache:
+        new = {action.cache}
+        return new | before if may_veto and action.cache in O_DIRECT_CACHES else new
+    if action.cache_if_unset and UNSET in before:
+        new = (before - {UNSET}) | {action.cache_if_unset}
+        if may_veto and action.cache_if_unset in O_DIRECT_CACHES:
+            new.add(UNSET)
+        return new
+    return before
+
+
+def _vetoed(ruleset, lines, filename) -> list[Finding]:
+    out = []
+    for i, rule in enumerate(ruleset.rules):
+        live = [c for c in rule.match if not contradiction(c)]
+        wanted = [w for w in rule.action.io if w != "keep"]
+        if not live or not wanted:
+            continue
+        dead = {}
+        for w in wanted:
+            whys = [_vetoed_why(w, c, rule.action) for c in live]
+            if all(whys):
+                dead[w] = "; ".join(dict.fromkeys(whys))
+        if not dead:
+            continue
+        if len(dead) == len(wanted):
+            detail = "; ".join(f"{w}: {why}" for w, why in dead.items())
+            out.append(_finding(filename, lines[i]["io"], "vetoed-override", rule.name,
+                                f"the engine always vetoes io {'/'.join(wanted)} here: {detail}"))
+        else:
+            for w, why in dead.items():
+                out.append(_finding(filename, lines[i]["io"], "vetoed-preference", rule.name,
+                                    f"preference {w} is always skipped: {why}"))
+    return out
+
+
+# --- rendering --------------------------------------------------------------------
+
+def render_text(findings: list[Finding], files: list[str]) -> str:
+    lines = [f.render() for f in findings]
+    n = len(findings)
+    lines.append(f"{n} finding{'s' if n != 1 else ''} in {len(files)} file"
+                 f"{'s' if len(files) != 1 else ''}" if n else
+                 f"{', '.join(files)}: no findings")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(findings: list[Finding], files: list[str]) -> str:
+    return json.dumps({"files": files, "findings": [asdict(f) for f in findings]},
+                      indent=2) + "\n"
+
+
+__all__ = ["CODES", "DEPRECATED_KEYS", "Finding", "lint_file", "lint_text", "covers",
+           "IO_MODES", "CACHE_MODES"]
