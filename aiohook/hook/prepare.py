@@ -1,0 +1,98 @@
+"""`prepare begin`: compliance per `enforce`, then the AIO budget gate.
+
+libvirt ignores the hook's output here (aio-facts.md section 1): the domain
+starts with the XML it has, so aiohook can only let it go on or abort it.
+The plan's document holds the XML as aiohook would rewrite it; each disk's
+decision keeps io/cache as found (io_before), which is what QEMU will get.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from aiohook.hook import log
+
+
+def make_plan(domain: str, data: bytes, settings, op: str):
+    """Plan the domain XML from stdin with the settings' rules and the live host."""
+    from aiohook.planner import plan_xml
+    from aiohook.policy.loader import load_ruleset
+    from aiohook.probe.linux import LinuxProbe
+
+    ruleset = load_ruleset(settings.rules)
+    return plan_xml(data, f"<{op} {domain}>", ruleset, LinuxProbe())
+
+
+def describe(disk) -> str:
+    """'vda (/var/lib/x.raw): io=threads -> wanted io=native, cache=none (rule NAME)'."""
+    f, d = disk.facts, disk.decision
+    now = f"io={d.io_before or 'unset (threads)'}"
+    want = f"wanted io={d.io_after or 'unset (threads)'}"
+    if d.cache_before != d.cache_after:
+        now += f" cache={d.cache_before or 'unset'}"
+        want += f" cache={d.cache_after or 'unset'}"
+    return f"{f.target or '?'} ({f.source or 'no source'}): {now} -> {want} (rule {d.rule})"
+
+
+def noncompliant(plan) -> list:
+    if plan.skipped:
+        return []
+    return [d for d in plan.disks if d.decision.changed]
+
+
+def gate(domain: str, data: bytes, settings, started: float) -> int:
+    plan = make_plan(domain, data, settings, "prepare")
+    bad = noncompliant(plan) if settings.enforce != "off" else []
+    entry = {"domain": domain, "op": "prepare", "subop": "begin", "enforce": settings.enforce,
+             "disks": log.disk_entries(plan)}
+
+    if bad and settings.enforce == "refuse":
+        details = "; ".join(describe(d) for d in bad)
+        message = (f"aiohook: refusing to start {domain} (enforce: refuse): {len(bad)} disk(s) "
+                   f"not as the rules want: {details}. Fix: aiohook apply {domain}, then start "
+                   f"it again")
+        sys.stderr.write(message + "\n")
+        log.say(log.ERR, message)
+        _record(entry, "refused", started, message=message)
+        return 1
+    for disk in bad:  # enforce: warn
+        log.say(log.WARNING, f"{domain}: disk {describe(disk)}; starting anyway (enforce: warn); "
+                             f"fix: aiohook apply {domain}")
+
+    outcome = budget_gate(plan, settings)
+    if outcome is not None and not outcome.allowed:
+        sys.stderr.write(outcome.message.rstrip("\n") + "\n")
+        log.say(log.ERR, f"{domain}: {outcome.message}")
+        _record(entry, "budget-refused", started, message=outcome.message)
+        return 1
+    notes = {}
+    if outcome is not None and outcome.message:
+        log.say(log.WARNING, f"{domain}: {outcome.message}")
+        notes["budget"] = outcome.message
+    if bad:
+        result = "warned"
+    else:
+        result = "compliant" if settings.enforce != "off" else "allowed"
+    if bad:
+        notes["message"] = f"{len(bad)} disk(s) not as the rules want; fix: aiohook apply {domain}"
+    _record(entry, result, started, **notes)
+    return 0
+
+
+def budget_gate(plan, settings):
+    """The budget feature's gate (aiohook.budget.gate), when it is there."""
+    try:
+        from aiohook.budget.gate import gate_prepare
+    except ModuleNotFoundError as exc:
+        if exc.name in ("aiohook.budget", "aiohook.budget.gate"):
+            return None
+        raise
+    return gate_prepare(plan, settings)
+
+
+def _record(entry: dict, outcome: str, started: float, **extra) -> None:
+    entry["outcome"] = outcome
+    entry.update(extra)
+    entry["ms"] = round((time.monotonic() - started) * 1000, 1)
+    log.record(entry)
