@@ -136,14 +136,14 @@ def _rel(base: str, path: str) -> str:
 
 def manifest_rules_path(manifest: str, spec: str | None) -> str | None:
     """The manifest's 'rules:' as a path: relative to the manifest, else a profile name."""
-    from aiohook.policy.loader import PROFILES
+    from aiohook.policy.loader import PROFILES, profile_path
 
     if spec is None:
-        return None
+        return profile_path("default")  # the packaged rules, never this host's /etc
     candidate = _rel(os.path.dirname(manifest), spec)
     if os.path.exists(candidate) or spec not in PROFILES:
         return candidate
-    return spec
+    return profile_path(spec)
 
 
 def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
