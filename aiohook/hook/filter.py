@@ -16,11 +16,18 @@ import sys
 import time
 
 from aiohook.hook import log
-from aiohook.hook.prepare import make_plan
+from aiohook.hook.prepare import make_plan, probe_failures, unprobed
 
 
 def rewrite(domain: str, op: str, data: bytes, settings, started: float) -> int:
     plan = make_plan(domain, data, settings, op)
+    refusal = probe_failures(domain, op, plan, settings)
+    if refusal:
+        sys.stderr.write(refusal + "\n")
+        log.say(log.ERR, refusal)
+        log.record({"domain": domain, "op": op, "subop": "begin", "outcome": "error-refused",
+                    "message": refusal, "unprobed": unprobed(plan), "disks": []})
+        return 1
     if settings.enforce == "off":
         _undo(plan)
     degraded = degrade(plan, settings) if settings.on_budget_exceeded == "degrade" else []

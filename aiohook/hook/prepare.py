@@ -41,11 +41,47 @@ def noncompliant(plan) -> list:
     return [d for d in plan.disks if d.decision.changed]
 
 
+def unprobed(plan) -> list[str]:
+    """'vda (/mnt/x.raw): probe timed out after 2.0s' for each source that never answered."""
+    out = []
+    for disk in plan.disks:
+        src = disk.facts.host
+        if src is not None and src.kind == "unknown" and "timed out" in (src.error or ""):
+            out.append(f"{disk.facts.target or '?'} ({src.path}): {src.error}")
+    return out
+
+
+def probe_failures(domain: str, op: str, plan, settings) -> str | None:
+    """A source that never answered (dead NFS/FUSE) means aiohook could not check
+    the domain: that follows on_error. Returns the refusal message, or None."""
+    stuck = unprobed(plan)
+    if not stuck:
+        return None
+    what = f"could not probe {len(stuck)} disk source(s): {'; '.join(stuck)}"
+    action = "start" if op == "prepare" else op
+    if settings.on_error == "refuse":
+        return f"aiohook: refusing the {action} of {domain} (on_error: refuse): {what}"
+    message = (f"aiohook: ERROR, {domain}: {what}; those disks are left as they are "
+               f"(on_error: allow)")
+    sys.stderr.write(message + "\n")
+    log.say(log.ERR, message)
+    return None
+
+
 def gate(domain: str, data: bytes, settings, started: float) -> int:
     plan = make_plan(domain, data, settings, "prepare")
     bad = noncompliant(plan) if settings.enforce != "off" else []
     entry = {"domain": domain, "op": "prepare", "subop": "begin", "enforce": settings.enforce,
              "disks": log.disk_entries(plan)}
+    stuck = unprobed(plan)
+    if stuck:
+        entry["unprobed"] = stuck
+    refusal = probe_failures(domain, "prepare", plan, settings)
+    if refusal:
+        sys.stderr.write(refusal + "\n")
+        log.say(log.ERR, refusal)
+        _record(entry, "error-refused", started, message=refusal)
+        return 1
 
     if bad and settings.enforce == "refuse":
         details = "; ".join(describe(d) for d in bad)
