@@ -126,7 +126,8 @@ def _known_keys() -> dict[str, set]:
 
 
 def _without(doc, paths: list[tuple]):
-    """The document with the flagged keys removed, so the schema judges the rest."""
+    """The document with unknown keys removed and deprecated ones renamed, so the
+    schema judges the rest without repeating those findings."""
     import copy
 
     from aiohook.yamlsource import LocatedYAML
@@ -136,7 +137,10 @@ def _without(doc, paths: list[tuple]):
         node = data
         for step in path[:-1]:
             node = node[step]
-        node.pop(path[-1], None)
+        value = node.pop(path[-1], None)
+        new = DEPRECATED_KEYS.get(path[-1])
+        if new and new not in node:
+            node[new] = value
     return LocatedYAML(data, doc.lines, doc.filename)
 
 
