@@ -117,8 +117,20 @@ class DomainDocument:
             return patch_driver_tags(self._original, self.root, disks, self._created)
         except (PatchUnavailable, UnicodeError):
             pass
+        if not self._created and self._drivers_as_parsed():
+            return self._original  # nothing edited: never re-serialize (e.g. UTF-16 input)
         has_decl = self._original.lstrip().startswith(b"<?xml")
         body = etree.tostring(self.root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
         if not body.endswith(b"\n"):
             body += b"\n"
         return body
+
+    def _drivers_as_parsed(self) -> bool:
+        """True when every disk <driver> still has the attributes of the original bytes."""
+        def drivers(root):
+            return [None if d is None else dict(d.attrib)
+                    for d in (disk.find("driver") for disk in root.iterfind("devices/disk"))]
+        try:
+            return drivers(etree.fromstring(self._original, _parser())) == drivers(self.root)
+        except (etree.XMLSyntaxError, ValueError):
+            return False

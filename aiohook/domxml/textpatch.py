@@ -67,6 +67,8 @@ def _render_tag(name: bytes, attrs: list[tuple[bytes, bytes, bytes]], closing: b
 def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Element],
                       created: list[etree._Element]) -> bytes:
     """The original bytes with each disk's <driver> tag brought in line with the tree."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        raise PatchUnavailable("UTF-16/32: byte edits need an ASCII-compatible encoding")
     offsets = start_tag_offsets(data)
     originals = [el for el in root.iter() if isinstance(el.tag, str)
                  and not any(el is c for c in created)]
@@ -83,7 +85,7 @@ def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Elem
             continue
         start = offsets[index[id(driver)]]
         end, attrs, closing = parse_start_tag(data, start)
-        new_attrs = _merge(attrs, dict(driver.attrib))
+        new_attrs = _merge(attrs, dict(driver.attrib), driver.nsmap)
         if new_attrs != attrs:
             edits.append((start, end, _render_tag(b"driver", new_attrs, closing)))
     for start, end, text in sorted(edits, reverse=True):
@@ -91,23 +93,53 @@ def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Elem
     return data
 
 
-def _merge(attrs, wanted: dict) -> list:
-    """Keep order and quoting of surviving attributes; update values; append new ones."""
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+
+def _attr_key(name: bytes, nsmap: dict) -> str | None:
+    """The lxml attrib key of a raw attribute name; None for a namespace declaration."""
+    text = name.decode("utf-8")
+    if text == "xmlns" or text.startswith("xmlns:"):
+        return None
+    prefix, sep, local = text.partition(":")
+    if not sep:
+        return text
+    uri = _XML_NS if prefix == "xml" else nsmap.get(prefix)
+    if uri is None:
+        raise PatchUnavailable(f"unbound attribute prefix {prefix}")
+    return f"{{{uri}}}{local}"
+
+
+def _merge(attrs, wanted: dict, nsmap: dict | None = None) -> list:
+    """Keep order and quoting of surviving attributes; update values; append new ones.
+
+    Namespace declarations and prefixed attributes (xml:lang, x:foo) are matched by
+    their namespace URI, as lxml keys them, and kept as written."""
     quote = attrs[0][1] if attrs else b"'"
     out = []
     for name, q, raw in attrs:
-        key = name.decode("utf-8")
+        key = _attr_key(name, nsmap or {})
+        if key is None:
+            out.append((name, q, raw))  # xmlns declaration: not an attribute to lxml
+            continue
         if key not in wanted:
             continue  # removed
         value = wanted.pop(key)
         original = raw.decode("utf-8")
         out.append((name, q, raw if _unescaped(original) == value else _escape(value, q)))
     for key, value in wanted.items():
+        if key.startswith("{"):
+            raise PatchUnavailable(f"new namespaced attribute {key}")
         out.append((key.encode("utf-8"), quote, _escape(value, quote)))
     return out
 
 
+_CHARREF = re.compile(r"&#(x[0-9a-fA-F]+|[0-9]+);")
+
+
 def _unescaped(raw: str) -> str:
+    raw = _CHARREF.sub(lambda m: chr(int(m.group(1)[1:], 16) if m.group(1)[0] == "x"
+                                     else int(m.group(1))), raw)
     return (raw.replace("&quot;", '"').replace("&apos;", "'").replace("&lt;", "<")
             .replace("&gt;", ">").replace("&amp;", "&"))
 
