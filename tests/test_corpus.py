@@ -1,0 +1,82 @@
+"""benchmarks/corpus_check.py over the fixture corpus, and over libvirt's own test domains.
+
+The checker rewrites every domain with generated recorded facts and checks:
+a one-line documented error or success, idempotence, nothing but disk
+<driver io/cache> changed (C14N), domain.rng validity kept, and never
+io='native' without cache none/directsync. See the checker's docstring.
+
+libvirt's corpus is not committed. To get it:
+
+    apt-get source libvirt
+    mkdir -p /tmp/libvirt-corpus
+    cp libvirt-*/tests/qemuxml2argvdata/*.xml libvirt-*/tests/qemuxml2xmloutdata/*.xml /tmp/libvirt-corpus/
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import corpus_check  # noqa: E402
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "domains")
+LIBVIRT_CORPUS = os.environ.get("AIOHOOK_LIBVIRT_CORPUS", "/tmp/libvirt-corpus")
+HAVE_SCHEMA = os.path.exists(corpus_check.SCHEMA)
+
+
+def _run(directory: str, **kw) -> tuple[corpus_check.Checker, str]:
+    out = io.StringIO()
+    checker = corpus_check.run(directory, stream=out, **kw)
+    checker.report(out, verbose=True)
+    return checker, out.getvalue()
+
+
+def test_fixture_corpus_and_byte_variants():
+    checker, text = _run(FIXTURES, variants=True)
+    assert not checker.violations, text
+    assert checker.counts["domains"] >= 30 * (1 + len(corpus_check.VARIANTS)), text
+    assert checker.counts["changed disks"] > 0, text
+    if HAVE_SCHEMA:
+        assert checker.counts["valid inputs"] > 0, text
+
+
+@pytest.mark.skipif(not os.path.isdir(LIBVIRT_CORPUS),
+                    reason=f"libvirt's test domains are not at {LIBVIRT_CORPUS}: "
+                           "`apt-get source libvirt`, then copy its tests/qemuxml2argvdata/*.xml "
+                           "there (or set AIOHOOK_LIBVIRT_CORPUS)")
+def test_libvirt_corpus():
+    checker, text = _run(LIBVIRT_CORPUS)
+    assert not checker.violations, text
+    assert checker.counts["rewrites"] > 0, text
+
+
+def test_checker_catches_a_change_beyond_io_cache(tmp_path, monkeypatch):
+    """The checker itself must fail when the rewrite touches anything else."""
+    shutil.copy(os.path.join(FIXTURES, "minimal-file.xml"), tmp_path)
+    shutil.copy(os.path.join(FIXTURES, "handwritten-comments-pi.xml"), tmp_path)
+    from aiohook.domxml.document import DomainDocument
+
+    real = DomainDocument.serialize
+    monkeypatch.setattr(DomainDocument, "serialize",
+                        lambda self: real(self).replace(b"</name>", b"-x</name>", 1))
+    checker, text = _run(str(tmp_path))
+    assert any("differs beyond io/cache" in v for v in checker.violations), text
+
+
+def test_checker_catches_native_without_direct_cache(tmp_path, monkeypatch):
+    shutil.copy(os.path.join(FIXTURES, "virtinst-block-native.xml"), tmp_path)
+    from aiohook.domxml.disk import DiskElement
+
+    real = DiskElement.set_driver_attr
+    monkeypatch.setattr(DiskElement, "set_driver_attr", lambda self, name, value: real(
+        self, name, "writeback" if name == "cache" and value is not None else value))
+    monkeypatch.setattr("aiohook.policy.engine.refusals", lambda *a, **k: [])
+    checker, text = _run(str(tmp_path))
+    assert any("io='native' with cache=" in v for v in checker.violations), text
