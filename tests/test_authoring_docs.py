@@ -16,18 +16,19 @@ from aiohook.policy.ruleset import schema
 from aiohook.policy.safety import CHECKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOC = open(os.path.join(ROOT, "docs", "rules.md")).read()
+with open(os.path.join(ROOT, "docs", "rules.md")) as _fh:
+    DOC = _fh.read()
 
 
 def section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, re.M | re.S)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, re.MULTILINE | re.DOTALL)
     assert match, f"docs/rules.md has no '## {title}' section"
     return match.group(1)
 
 
 def subsections(title: str) -> dict[str, str]:
     body = section(title)
-    parts = re.split(r"^### `([^`]+)`\n", body, flags=re.M)
+    parts = re.split(r"^### `([^`]+)`\n", body, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2]))
 
 
@@ -77,13 +78,13 @@ def test_selectors_rule_and_top_level_keys_documented():
 
 def test_safety_checks_documented():
     body = section("Safety checks")
-    documented = set(re.findall(r"^\| `([^`]+)` \|", body, re.M))
+    documented = set(re.findall(r"^\| `([^`]+)` \|", body, re.MULTILINE))
     assert documented == {c.name for c in CHECKS}
 
 
 def test_lint_codes_and_deprecated_keys_documented():
     body = section("Lint codes")
-    rows = set(re.findall(r"^\| (AH\d{3}) \| ([a-z-]+) \|", body, re.M))
+    rows = set(re.findall(r"^\| (AH\d{3}) \| ([a-z-]+) \|", body, re.MULTILINE))
     assert rows == {(code, name) for name, code in lint.CODES.items()}
     for key in lint.DEPRECATED_KEYS:
         assert f"`{key}`" in body, f"deprecated key {key} undocumented"

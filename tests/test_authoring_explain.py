@@ -24,14 +24,21 @@ def test_walks_every_rule_with_failing_condition_and_fact_value(capsys):
     assert code == 0
     lines = out.splitlines()
     assert "disk vdc: class block" in out
-    assert any("1. no-io-effect" in line and "no match: class is block, wanted one of network, other"
-               in line for line in lines)
-    assert any("4. explicit-io" in line and "no match: io is unset, wanted one of native, threads, "
-               "io_uring" in line for line in lines)
+    assert any(
+        "1. no-io-effect" in line
+        and "no match: class is block, wanted one of network, other" in line
+        for line in lines
+    )
+    assert any(
+        "4. explicit-io" in line
+        and "no match: io is unset, wanted one of native, threads, io_uring" in line
+        for line in lines
+    )
     assert any("6. host-page-cache" in line and "cache is unset" in line for line in lines)
     assert any("8. block-device" in line and "MATCHED -> decides" in line for line in lines)
-    assert any("9. preallocated-image" in line and "not reached (would not match" in line
-               for line in lines)
+    assert any(
+        "9. preallocated-image" in line and "not reached (would not match" in line for line in lines
+    )
     assert any("10. default" in line and "not reached (would match" in line for line in lines)
     assert "decision: io unset -> native, cache unset -> none by block-device (changed)" in out
 
@@ -50,6 +57,7 @@ def test_shows_vetoes_and_safety_checks(capsys):
 
 def test_no_effect_disks_show_which_checks_apply(capsys):
     code, out, _ = explain(capsys, "--disk", "sda", EDGES)
+    assert code == 0
     assert "MATCHED -> decides (class is network)" in out
     assert "n/a  native-needs-o-direct" in out
     assert "ok  no-io-without-effect" in out
@@ -71,8 +79,10 @@ def test_all_disks_json(capsys):
     vdi = next(d for d in data["disks"] if d["target"] == "vdi")
     assert vdi["decision"]["rule"] == "krbd-cached"
     statuses = [s["status"] for s in vdi["rules"]]
-    assert statuses.index("matched, decides") == [s["rule"] for s in vdi["rules"]].index("krbd-cached")
-    assert all(s == "no match" for s in statuses[:statuses.index("matched, decides")])
+    assert statuses.index("matched, decides") == [s["rule"] for s in vdi["rules"]].index(
+        "krbd-cached"
+    )
+    assert all(s == "no match" for s in statuses[: statuses.index("matched, decides")])
 
 
 def test_unknown_disk_is_a_usage_error(capsys):

@@ -40,8 +40,10 @@ def test_cli_shipped_rulesets_are_clean(capsys):
 
 def test_planted_shadowed_rules():
     found = lint.lint_file(fixture("shadowed.yaml"))
-    assert codes(found) == [(14, "shadowed-rule", "lvm-direct"),
-                            (36, "shadowed-rule", "after-catch-all")]
+    assert codes(found) == [
+        (14, "shadowed-rule", "lvm-direct"),
+        (36, "shadowed-rule", "after-catch-all"),
+    ]
     assert all(f.code == "AH020" for f in found)
     assert "'block-device'" in found[0].message
     assert "'catch-all'" in found[1].message
@@ -49,9 +51,11 @@ def test_planted_shadowed_rules():
 
 def test_planted_contradictions():
     found = lint.lint_file(fixture("contradiction.yaml"))
-    assert codes(found) == [(6, "contradiction", "sparse-and-block"),
-                            (15, "contradiction", "direct-and-not"),
-                            (27, "contradiction", "dead-exclude")]
+    assert codes(found) == [
+        (6, "contradiction", "sparse-and-block"),
+        (15, "contradiction", "direct-and-not"),
+        (27, "contradiction", "dead-exclude"),
+    ]
     assert "'class' must be block and file-sparse at once" in found[0].message
     assert "'o_direct' must be both true and false" in found[1].message
 
@@ -76,12 +80,14 @@ def test_planted_vetoed_overrides():
 
 def test_unknown_and_deprecated_keys_name_key_and_rule():
     found = lint.lint_file(fixture("keys.yaml"))
-    assert codes(found) == [(3, "unknown-key", None),
-                            (8, "deprecated-key", "old-spellings"),
-                            (9, "unknown-key", "old-spellings"),
-                            (11, "deprecated-key", "old-spellings"),
-                            (15, "unknown-key", "extra-key"),
-                            (19, "deprecated-key", "extra-key")]
+    assert codes(found) == [
+        (3, "unknown-key", None),
+        (8, "deprecated-key", "old-spellings"),
+        (9, "unknown-key", "old-spellings"),
+        (11, "deprecated-key", "old-spellings"),
+        (15, "unknown-key", "extra-key"),
+        (19, "deprecated-key", "extra-key"),
+    ]
     text = [f.render() for f in found]
     assert any("'disk_class' in 'match' is not read; use 'class'" in t for t in text)
     assert any("unknown key 'transprot'" in t for t in text)
@@ -90,8 +96,10 @@ def test_unknown_and_deprecated_keys_name_key_and_rule():
 
 def test_other_schema_errors_are_reported_not_raised(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nrules:\n  - name: x\n    description: d\n    match: {class: blok}\n"
-                   "    action: {io: native}\n")
+    bad.write_text(
+        "version: 1\nrules:\n  - name: x\n    description: d\n    match: {class: blok}\n"
+        "    action: {io: native}\n"
+    )
     found = lint.lint_file(str(bad))
     assert [(f.line, f.code) for f in found] == [(5, "AH003")]
 
@@ -99,15 +107,28 @@ def test_other_schema_errors_are_reported_not_raised(tmp_path):
 def test_text_format_is_one_parsable_line_per_finding(capsys):
     assert main(["rules", "lint", fixture("shadowed.yaml")]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"{fixture('shadowed.yaml')}:14: AH020 shadowed-rule: rule 'lvm-direct': "
-                        "never decides anything: every disk it selects is selected first by "
-                        "'block-device'")
+    assert lines[0] == (
+        f"{fixture('shadowed.yaml')}:14: AH020 shadowed-rule: rule 'lvm-direct': "
+        "never decides anything: every disk it selects is selected first by "
+        "'block-device'"
+    )
     assert lines[-1] == "2 findings in 1 file"
 
 
 def test_json_format(capsys):
-    assert main(["rules", "lint", "--format", "json", fixture("contradiction.yaml"),
-                 fixture("shadowed.yaml")]) == 1
+    assert (
+        main(
+            [
+                "rules",
+                "lint",
+                "--format",
+                "json",
+                fixture("contradiction.yaml"),
+                fixture("shadowed.yaml"),
+            ]
+        )
+        == 1
+    )
     data = json.loads(capsys.readouterr().out)
     assert len(data["files"]) == 2
     assert {f["code"] for f in data["findings"]} == {"AH010", "AH020"}
@@ -117,13 +138,20 @@ def test_json_format(capsys):
 
 def test_codes_are_stable():
     assert lint.CODES == {
-        "unknown-key": "AH001", "deprecated-key": "AH002", "schema": "AH003",
-        "contradiction": "AH010", "excludes-everything": "AH011", "duplicate-name": "AH012",
-        "shadowed-rule": "AH020", "vetoed-override": "AH030", "vetoed-preference": "AH031",
+        "unknown-key": "AH001",
+        "deprecated-key": "AH002",
+        "schema": "AH003",
+        "contradiction": "AH010",
+        "excludes-everything": "AH011",
+        "duplicate-name": "AH012",
+        "shadowed-rule": "AH020",
+        "vetoed-override": "AH030",
+        "vetoed-preference": "AH031",
     }
 
 
 # --- soundness: findings hold for every disk of a grid --------------------------------
+
 
 def disk_grid():
     classes = DISK_CLASSES
@@ -135,20 +163,33 @@ def disk_grid():
     transports = (None, "lvm", "krbd", "loop")
     fss = (None, "cifs", "ext4")
     for cls, typ, dev, cache, io, od, tr, fs in itertools.product(
-            classes, types, devices, caches, ios, o_directs, transports, fss):
+        classes, types, devices, caches, ios, o_directs, transports, fss
+    ):
         host = SourceFacts(path="/x", kind="file", o_direct=od, transport=tr, fs=fs)
-        yield DiskFacts(domain="d", target="vda", type=typ, device=dev, cache=cache, io=io,
-                        disk_class=cls, host=host)
+        yield DiskFacts(
+            domain="d",
+            target="vda",
+            type=typ,
+            device=dev,
+            cache=cache,
+            io=io,
+            disk_class=cls,
+            host=host,
+        )
 
 
 HOSTS = (HostFacts(io_uring=True, qemu_version="8.0"), HostFacts(io_uring=False))
 
 
-@pytest.mark.parametrize("name", ["shadowed.yaml", "vetoed.yaml"] +
-                         [os.path.basename(p) for p in SHIPPED])
+@pytest.mark.parametrize(
+    "name", ["shadowed.yaml", "vetoed.yaml"] + [os.path.basename(p) for p in SHIPPED]
+)
 def test_findings_hold_for_every_disk(name):
-    path = fixture(name) if os.path.exists(fixture(name)) else next(
-        p for p in SHIPPED if os.path.basename(p) == name)
+    path = (
+        fixture(name)
+        if os.path.exists(fixture(name))
+        else next(p for p in SHIPPED if os.path.basename(p) == name)
+    )
     ruleset = load_ruleset(path, use_cache=False)
     findings = lint.lint_file(path)
     shadowed = {f.rule for f in findings if f.name == "shadowed-rule"}
@@ -160,9 +201,15 @@ def test_findings_hold_for_every_disk(name):
             deciders.add(rule.name)
         for r in ruleset.rules:
             if r.name in vetoed and r.selects(facts):
-                dead = [m for f in findings if f.rule == r.name for m in r.action.io
-                        if f"io {m}" in f.message or f"preference {m}" in f.message
-                        or f"{m}:" in f.message]
+                dead = [
+                    m
+                    for f in findings
+                    if f.rule == r.name
+                    for m in r.action.io
+                    if f"io {m}" in f.message
+                    or f"preference {m}" in f.message
+                    or f"{m}:" in f.message
+                ]
                 for host in HOSTS:
                     d = resolve(facts, host, r.action, r.name, "")
                     assert not (d.io_after in dead and d.io_after != facts.io), (r.name, facts)

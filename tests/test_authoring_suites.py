@@ -45,8 +45,9 @@ def case_disks(suite: str):
     out = []
     for entry in data["domains"]:
         facts = entry.get("facts", data.get("facts"))
-        plan = testrunner._plan(os.path.join(base, entry["file"]),
-                                os.path.join(base, facts), ruleset, probes)
+        plan = testrunner._plan(
+            os.path.join(base, entry["file"]), os.path.join(base, facts), ruleset, probes
+        )
         for d in plan.disks:
             if (plan.name, d.facts.target) in wanted:
                 out.append((d.facts, d.decision))
@@ -100,6 +101,7 @@ def test_every_expectation_names_the_deciding_rule(suite):
 
 # --- mutations ------------------------------------------------------------------
 
+
 def _swap_native_threads(value):
     swap = {"native": "threads", "threads": "native"}
     if isinstance(value, str):
@@ -107,8 +109,10 @@ def _swap_native_threads(value):
     if isinstance(value, list):
         return [_swap_native_threads(v) for v in value]
     if isinstance(value, dict):
-        return {k: (v if k in ("name", "description") else _swap_native_threads(v))
-                for k, v in value.items()}
+        return {
+            k: (v if k in ("name", "description") else _swap_native_threads(v))
+            for k, v in value.items()
+        }
     return value
 
 
@@ -126,7 +130,7 @@ def test_deleting_any_rule_fails_the_suite(suite, tmp_path):
     data = raw_rules(suite)
     survivors = []
     for i, rule in enumerate(data["rules"]):
-        mutated = dict(data, rules=data["rules"][:i] + data["rules"][i + 1:])
+        mutated = dict(data, rules=data["rules"][:i] + data["rules"][i + 1 :])
         report = run_suite(suite, write_rules(tmp_path, mutated, f"without-{i}"))
         if report.failed == 0:
             survivors.append(rule["name"])
@@ -138,8 +142,12 @@ def overlapping_pairs(suite: str) -> list[tuple[int, int]]:
     ruleset = load_ruleset(rules_path(suite), use_cache=False)
     disks = [f for f, d in case_disks(suite) if d.rule not in (SKIP_RULE, PIN_RULE)]
     rules = ruleset.rules
-    return [(i, j) for i in range(len(rules)) for j in range(i + 1, len(rules))
-            if any(rules[i].selects(f) and rules[j].selects(f) for f in disks)]
+    return [
+        (i, j)
+        for i in range(len(rules))
+        for j in range(i + 1, len(rules))
+        if any(rules[i].selects(f) and rules[j].selects(f) for f in disks)
+    ]
 
 
 @pytest.mark.parametrize("suite", SUITES)

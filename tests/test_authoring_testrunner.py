@@ -35,9 +35,24 @@ def make_suite(tmp_path, results: str, *, extra_top: str = "", name="suite", dom
     shutil.copy(FACTS, d)
     domains = domains or "  - file: authoring-edges.xml\n"
     (d / "aiohook-test.yaml").write_text(
-        "version: 1\nrules: default\nfacts: facts.yaml\n" + extra_top
-        + "domains:\n" + domains + "results:\n" + results)
+        "version: 1\nrules: default\nfacts: facts.yaml\n"
+        + extra_top
+        + "domains:\n"
+        + domains
+        + "results:\n"
+        + results
+    )
     return str(d)
+
+
+def read(path) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+def write(path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -69,7 +84,7 @@ def test_missing_rule_fails(tmp_path, capsys):
 
 def test_a_rule_deleted_from_the_ruleset_fails_its_expectation(tmp_path, capsys):
     rules = tmp_path / "rules.yaml"
-    text = open(os.path.join(ROOT, "aiohook", "rules.yaml")).read()
+    text = read(os.path.join(ROOT, "aiohook", "rules.yaml"))
     start = text.index("  - name: block-device")
     end = text.index("  - name: preallocated-image")
     rules.write_text(text[:start] + text[end:])
@@ -79,7 +94,9 @@ def test_a_rule_deleted_from_the_ruleset_fails_its_expectation(tmp_path, capsys)
 
 
 def test_missing_disk_fails(tmp_path, capsys):
-    results = GOOD + "  - id: ghost-disk\n    domain: authoring-edges\n    disk: vdz\n    io: native\n"
+    results = (
+        GOOD + "  - id: ghost-disk\n    domain: authoring-edges\n    disk: vdz\n    io: native\n"
+    )
     code, out = run(capsys, make_suite(tmp_path, results))
     assert code == 1
     assert "1 passed, 1 failed" in out
@@ -111,18 +128,27 @@ def test_wrong_expectation_fails_with_expected_and_got(tmp_path, capsys):
 
 
 def test_domain_by_file_name(tmp_path, capsys):
-    code, out = run(capsys, make_suite(tmp_path, GOOD.replace("domain: authoring-edges",
-                                                               "domain: authoring-edges.xml")))
+    code, out = run(
+        capsys,
+        make_suite(
+            tmp_path, GOOD.replace("domain: authoring-edges", "domain: authoring-edges.xml")
+        ),
+    )
     assert code == 0, out
 
 
 def test_expected_xml_is_compared_canonically(tmp_path, capsys):
-    suite = make_suite(tmp_path, GOOD, domains=(
-        "  - file: authoring-edges.xml\n    expect_xml: authoring-edges.expected.xml\n"))
-    expected = open(os.path.join(DEFAULT_SUITE, "authoring-edges.expected.xml")).read()
+    suite = make_suite(
+        tmp_path,
+        GOOD,
+        domains=("  - file: authoring-edges.xml\n    expect_xml: authoring-edges.expected.xml\n"),
+    )
+    expected = read(os.path.join(DEFAULT_SUITE, "authoring-edges.expected.xml"))
     # canonical form: attribute order, quoting, indentation and comments do not matter
-    reformatted = expected.replace("<driver name='qemu' type='raw' cache='none' io='native'/>",
-                                   '<driver io="native" cache="none" type="raw" name="qemu" />')
+    reformatted = expected.replace(
+        "<driver name='qemu' type='raw' cache='none' io='native'/>",
+        '<driver io="native" cache="none" type="raw" name="qemu" />',
+    )
     reformatted = reformatted.replace("\n    <disk", "\n<!-- x -->\n        <disk")
     with open(os.path.join(suite, "authoring-edges.expected.xml"), "w") as fh:
         fh.write(reformatted)
@@ -130,7 +156,9 @@ def test_expected_xml_is_compared_canonically(tmp_path, capsys):
     assert code == 0, out
     # a real difference fails with a readable unified diff
     with open(os.path.join(suite, "authoring-edges.expected.xml"), "w") as fh:
-        fh.write(expected.replace("cache='directsync' io='native'", "cache='directsync' io='threads'"))
+        fh.write(
+            expected.replace("cache='directsync' io='native'", "cache='directsync' io='threads'")
+        )
     code, out = run(capsys, suite)
     assert code == 1
     assert "rewritten XML differs from the expected one" in out
@@ -163,16 +191,19 @@ def test_manifests_are_found_recursively_and_summed(tmp_path, capsys):
     assert out.rstrip().splitlines()[-1] == "1 passed, 1 failed"
 
 
-@pytest.mark.parametrize("top, message", [
-    ("version: 2\n", "unsupported manifest version 2"),
-    ("colour: blue\n", "unknown key 'colour'"),
-])
+@pytest.mark.parametrize(
+    "top, message",
+    [
+        ("version: 2\n", "unsupported manifest version 2"),
+        ("colour: blue\n", "unknown key 'colour'"),
+    ],
+)
 def test_invalid_manifest_is_a_policy_error_with_line(tmp_path, capsys, top, message):
     suite = make_suite(tmp_path, GOOD)
     path = os.path.join(suite, "aiohook-test.yaml")
-    text = open(path).read()
+    text = read(path)
     text = text.replace("version: 1\n", top) if top.startswith("version") else text + top
-    open(path, "w").write(text)
+    write(path, text)
     assert main(["test", suite]) == 4
     err = capsys.readouterr().err
     assert message in err and "aiohook-test.yaml:" in err
@@ -201,8 +232,14 @@ def test_init_scaffolds_a_passing_suite(tmp_path, capsys):
     data = yaml.safe_load((d / "aiohook-test.yaml").read_text())
     assert data["rules"] == "conservative" and data["facts"] == "facts.yaml"
     vdc = next(r for r in data["results"] if r["disk"] == "vdc")
-    assert vdc == {"domain": "authoring-edges", "disk": "vdc", "rule": "block-device",
-                   "class": "block", "io": "native", "cache": "none"}
+    assert vdc == {
+        "domain": "authoring-edges",
+        "disk": "vdc",
+        "rule": "block-device",
+        "class": "block",
+        "io": "native",
+        "cache": "none",
+    }
     code, out = run(capsys, str(d))
     assert code == 0 and "15 passed, 0 failed" in out
     # it never overwrites a manifest silently

@@ -1,9 +1,9 @@
 """CLI verbs of the authoring feature; each registers itself with aiohook.cli.verb.
 
-  aiohook test [--rules F] [--format text|json|junit] DIR...
-  aiohook test --init DIR [--rules F] [--facts F] [--force]
-  aiohook rules lint [--format text|json] [F...]
-  aiohook explain XML [--disk TARGET] [--facts F] [--rules F] [--format text|json]
+aiohook test [--rules F] [--format text|json|junit] DIR...
+aiohook test --init DIR [--rules F] [--facts F] [--force]
+aiohook rules lint [--format text|json] [F...]
+aiohook explain XML [--disk TARGET] [--facts F] [--rules F] [--format text|json]
 """
 
 from __future__ import annotations
@@ -35,17 +35,29 @@ def cmd_test(args) -> int:
 
 @verb("test", "run rule test suites (aiohook-test.yaml) or scaffold one with --init")
 def _test_args(p):
-    p.add_argument("--rules", help="test against this ruleset (path or profile name) instead of "
-                   "the one each manifest names")
+    p.add_argument(
+        "--rules",
+        help="test against this ruleset (path or profile name) instead of "
+        "the one each manifest names",
+    )
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
-    p.add_argument("--init", action="store_true",
-                   help="write DIR/aiohook-test.yaml from the domain XMLs in DIR and their "
-                   "current decisions")
-    p.add_argument("--facts", help="with --init: recorded facts to use (default DIR/facts.yaml, "
-                   "else this host is probed and recorded there)")
+    p.add_argument(
+        "--init",
+        action="store_true",
+        help="write DIR/aiohook-test.yaml from the domain XMLs in DIR and their current decisions",
+    )
+    p.add_argument(
+        "--facts",
+        help="with --init: recorded facts to use (default DIR/facts.yaml, "
+        "else this host is probed and recorded there)",
+    )
     p.add_argument("--force", action="store_true", help="with --init: overwrite a manifest")
-    p.add_argument("dirs", nargs="+", metavar="DIR",
-                   help="directories searched for aiohook-test.yaml (or manifest files)")
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="directories searched for aiohook-test.yaml (or manifest files)",
+    )
     p.set_defaults(func=cmd_test)
 
 
@@ -89,10 +101,18 @@ def cmd_rules_lint(args) -> int:
 
 def _lint_args(p):
     """lint rulesets: shadowed rules, contradictions, vetoed overrides, unknown keys"""
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text: one 'file:line: CODE name: rule: message' per line; json")
-    p.add_argument("files", nargs="*", metavar="F",
-                   help="rules files or profile names (default: the active rules)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: one 'file:line: CODE name: rule: message' per line; json",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="F",
+        help="rules files or profile names (default: the active rules)",
+    )
     p.set_defaults(func=cmd_rules_lint)
 
 

@@ -32,8 +32,15 @@ def _explain_disk(dp, host, ruleset) -> dict:
     for index, rule in enumerate(ruleset.rules, 1):
         if d.rule in (SKIP_RULE, PIN_RULE):
             matched, why = explain_rule(rule, f)
-            steps.append({"n": index, "rule": rule.name, "status": "not consulted",
-                          "matched": matched, "why": why})
+            steps.append(
+                {
+                    "n": index,
+                    "rule": rule.name,
+                    "status": "not consulted",
+                    "matched": matched,
+                    "why": why,
+                }
+            )
             continue
         matched, why = explain_rule(rule, f)
         trace = by_name.get(rule.name)
@@ -42,19 +49,33 @@ def _explain_disk(dp, host, ruleset) -> dict:
             decided = trace.matched
         else:
             status = "not reached"
-        steps.append({"n": index, "rule": rule.name, "line": rule.line, "status": status,
-                      "matched": matched, "why": why})
+        steps.append(
+            {
+                "n": index,
+                "rule": rule.name,
+                "line": rule.line,
+                "status": status,
+                "matched": matched,
+                "why": why,
+            }
+        )
     final = Candidate(d.io_after, d.cache_after)
     checks = []
     effect = io_has_effect(f)
     for check in CHECKS:
         if not effect and check.name != "no-io-without-effect":
-            checks.append({"check": check.name, "verdict": "n/a",
-                           "why": "io has no effect on this disk; libvirt judges the rest"})
+            checks.append(
+                {
+                    "check": check.name,
+                    "verdict": "n/a",
+                    "why": "io has no effect on this disk; libvirt judges the rest",
+                }
+            )
             continue
         why = check.refuse(final, f, host)
-        checks.append({"check": check.name, "verdict": "refuses" if why else "ok",
-                       "why": why or check.doc})
+        checks.append(
+            {"check": check.name, "verdict": "refuses" if why else "ok", "why": why or check.doc}
+        )
     return {
         "target": f.target,
         "class": f.disk_class,
@@ -62,12 +83,18 @@ def _explain_disk(dp, host, ruleset) -> dict:
         "source": f.source,
         "facts": f.to_dict(),
         "rules": steps,
-        "vetoes": [{"check": v.check, "io": v.io or "unset", "cache": v.cache or "unset",
-                    "why": v.why} for v in d.vetoes],
+        "vetoes": [
+            {"check": v.check, "io": v.io or "unset", "cache": v.cache or "unset", "why": v.why}
+            for v in d.vetoes
+        ],
         "checks": checks,
-        "decision": {"rule": d.rule, "io": {"before": d.io_before, "after": d.io_after},
-                     "cache": {"before": d.cache_before, "after": d.cache_after},
-                     "changed": d.changed, "reason": d.reason},
+        "decision": {
+            "rule": d.rule,
+            "io": {"before": d.io_before, "after": d.io_after},
+            "cache": {"before": d.cache_before, "after": d.cache_after},
+            "changed": d.changed,
+            "reason": d.reason,
+        },
     }
 
 
@@ -81,11 +108,14 @@ def render_text(plan, explained: list[dict]) -> str:
         out.append("  domain metadata <aiohook:skip/>: no rule is consulted")
     for e in explained:
         out.append("")
-        out.append(f"disk {e['target']}: class {e['class']}"
-                   + (f" ({e['class_reason']})" if e["class_reason"] else "")
-                   + (f", source {e['source']}" if e["source"] else ""))
-        facts = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                          for k, v in e["facts"].items())
+        out.append(
+            f"disk {e['target']}: class {e['class']}"
+            + (f" ({e['class_reason']})" if e["class_reason"] else "")
+            + (f", source {e['source']}" if e["source"] else "")
+        )
+        facts = ", ".join(
+            f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in e["facts"].items()
+        )
         out.append(f"  facts: {facts}")
         out.append("  rules, in order:")
         width = max((len(s["rule"]) for s in e["rules"]), default=0)
@@ -106,20 +136,29 @@ def render_text(plan, explained: list[dict]) -> str:
                 out.append(f"    VETO {v['check']}: io={v['io']} cache={v['cache']}: {v['why']}")
         else:
             out.append("    no vetoes")
-        out.append(f"  safety checks on the outcome io={_u(dec['io']['after'])} "
-                   f"cache={_u(dec['cache']['after'])}:")
+        out.append(
+            f"  safety checks on the outcome io={_u(dec['io']['after'])} "
+            f"cache={_u(dec['cache']['after'])}:"
+        )
         for c in e["checks"]:
             out.append(f"    {c['verdict']:>7}  {c['check']}: {c['why']}")
         io = dec["io"]
         cache = dec["cache"]
-        arrow = (lambda b, a: _u(b) if b == a else f"{_u(b)} -> {_u(a)}")
-        out.append(f"  decision: io {arrow(io['before'], io['after'])}, cache "
-                   f"{arrow(cache['before'], cache['after'])} by {dec['rule']}"
-                   + (" (changed)" if dec["changed"] else " (unchanged)"))
+        arrow = lambda b, a: _u(b) if b == a else f"{_u(b)} -> {_u(a)}"
+        out.append(
+            f"  decision: io {arrow(io['before'], io['after'])}, cache "
+            f"{arrow(cache['before'], cache['after'])} by {dec['rule']}"
+            + (" (changed)" if dec["changed"] else " (unchanged)")
+        )
         out.append(f"    {dec['reason']}")
     return "\n".join(out) + "\n"
 
 
 def render_json(plan, explained: list[dict]) -> str:
-    return json.dumps({"domain": plan.name, "file": plan.file, "skipped": plan.skipped,
-                       "disks": explained}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {"domain": plan.name, "file": plan.file, "skipped": plan.skipped, "disks": explained},
+            indent=2,
+        )
+        + "\n"
+    )

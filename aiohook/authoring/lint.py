@@ -78,6 +78,7 @@ def _finding(file, line, name, rule, message) -> Finding:
 
 # --- entry point --------------------------------------------------------------
 
+
 def lint_text(text: bytes, filename: str) -> list[Finding]:
     from aiohook.errors import PolicyError
     from aiohook.policy.ruleset import _schema_problems, build_ruleset
@@ -115,14 +116,18 @@ def _sorted(findings: list[Finding]) -> list[Finding]:
 
 # --- keys ---------------------------------------------------------------------
 
+
 def _known_keys() -> dict[str, set]:
     from aiohook.policy.ruleset import schema
 
     s = schema()
     d = s["$defs"]
-    return {"top": set(s["properties"]), "rule": set(d["rule"]["properties"]),
-            "conditions": set(d["conditions"]["properties"]),
-            "action": set(d["action"]["properties"])}
+    return {
+        "top": set(s["properties"]),
+        "rule": set(d["rule"]["properties"]),
+        "conditions": set(d["conditions"]["properties"]),
+        "action": set(d["action"]["properties"]),
+    }
 
 
 def _without(doc, paths: list[tuple]):
@@ -158,12 +163,25 @@ def _key_findings(doc, filename, flagged: list) -> list[Finding]:
             line = doc.line(path + (key,))
             flagged.append(path + (key,))
             if key in DEPRECATED_KEYS and DEPRECATED_KEYS[key] in known[kind]:
-                out.append(_finding(filename, line, "deprecated-key", rule,
-                                    f"'{key}' {where} is not read; use '{DEPRECATED_KEYS[key]}'"))
+                out.append(
+                    _finding(
+                        filename,
+                        line,
+                        "deprecated-key",
+                        rule,
+                        f"'{key}' {where} is not read; use '{DEPRECATED_KEYS[key]}'",
+                    )
+                )
             else:
-                out.append(_finding(filename, line, "unknown-key", rule,
-                                    f"unknown key '{key}' {where} (known: "
-                                    f"{', '.join(sorted(known[kind]))})"))
+                out.append(
+                    _finding(
+                        filename,
+                        line,
+                        "unknown-key",
+                        rule,
+                        f"unknown key '{key}' {where} (known: {', '.join(sorted(known[kind]))})",
+                    )
+                )
 
     if not isinstance(data, dict):
         return out
@@ -194,12 +212,20 @@ def _key_findings(doc, filename, flagged: list) -> list[Finding]:
 
 # --- simple semantic checks -----------------------------------------------------
 
+
 def _duplicates(ruleset, lines, filename) -> list[Finding]:
     out, seen = [], {}
     for i, rule in enumerate(ruleset.rules):
         if rule.name in seen:
-            out.append(_finding(filename, lines[i]["name"], "duplicate-name", rule.name,
-                                f"duplicate name (first at line {seen[rule.name]})"))
+            out.append(
+                _finding(
+                    filename,
+                    lines[i]["name"],
+                    "duplicate-name",
+                    rule.name,
+                    f"duplicate name (first at line {seen[rule.name]})",
+                )
+            )
         else:
             seen[rule.name] = lines[i]["name"]
     return out
@@ -211,25 +237,52 @@ def _contradictions(ruleset, lines, filename) -> list[Finding]:
         dead = [(n, contradiction(c)) for n, c in enumerate(rule.match) if contradiction(c)]
         if dead and len(dead) == len(rule.match):
             why = "; ".join(w for _, w in dead)
-            out.append(_finding(filename, lines[i]["match"], "contradiction", rule.name,
-                                f"the rule can never match: {why}"))
+            out.append(
+                _finding(
+                    filename,
+                    lines[i]["match"],
+                    "contradiction",
+                    rule.name,
+                    f"the rule can never match: {why}",
+                )
+            )
         else:
             for n, why in dead:
-                out.append(_finding(filename, lines[i]["match"], "contradiction", rule.name,
-                                    f"'match' alternative {n + 1} can never hold: {why}"))
+                out.append(
+                    _finding(
+                        filename,
+                        lines[i]["match"],
+                        "contradiction",
+                        rule.name,
+                        f"'match' alternative {n + 1} can never hold: {why}",
+                    )
+                )
         for n, conj in enumerate(rule.exclude):
             if conj == ():
-                out.append(_finding(filename, lines[i]["exclude"], "excludes-everything",
-                                    rule.name, "'exclude' has an empty alternative: the rule "
-                                    "never selects anything"))
+                out.append(
+                    _finding(
+                        filename,
+                        lines[i]["exclude"],
+                        "excludes-everything",
+                        rule.name,
+                        "'exclude' has an empty alternative: the rule never selects anything",
+                    )
+                )
             elif contradiction(conj):
-                out.append(_finding(filename, lines[i]["exclude"], "contradiction", rule.name,
-                                    f"'exclude' alternative {n + 1} can never hold: "
-                                    f"{contradiction(conj)}"))
+                out.append(
+                    _finding(
+                        filename,
+                        lines[i]["exclude"],
+                        "contradiction",
+                        rule.name,
+                        f"'exclude' alternative {n + 1} can never hold: {contradiction(conj)}",
+                    )
+                )
     return out
 
 
 # --- sets of values a conjunction allows ------------------------------------------
+
 
 def _group(conj) -> dict[str, list]:
     out: dict[str, list] = {}
@@ -283,20 +336,34 @@ def _shadowed(ruleset, lines, filename) -> list[Finding]:
             continue
         by = []
         for conj in live:
-            hit = next((e for e in rules[:j] if not e.exclude and any(
-                not contradiction(ec) and covers(ec, conj) for ec in e.match)), None)
+            hit = next(
+                (
+                    e
+                    for e in rules[:j]
+                    if not e.exclude
+                    and any(not contradiction(ec) and covers(ec, conj) for ec in e.match)
+                ),
+                None,
+            )
             if hit is None:
                 break
             by.append(hit.name)
         else:
             names = ", ".join(f"'{n}'" for n in dict.fromkeys(by))
-            out.append(_finding(filename, lines[j]["name"], "shadowed-rule", later.name,
-                                f"never decides anything: every disk it selects is selected "
-                                f"first by {names}"))
+            out.append(
+                _finding(
+                    filename,
+                    lines[j]["name"],
+                    "shadowed-rule",
+                    later.name,
+                    f"never decides anything: every disk it selects is selected first by {names}",
+                )
+            )
     return out
 
 
 # --- overrides the safety checks always veto -----------------------------------
+
 
 def _vetoed_why(wanted: str, conj, action) -> str | None:
     """Why the engine refuses `wanted` on every disk `conj` allows, or None."""
@@ -309,10 +376,14 @@ def _vetoed_why(wanted: str, conj, action) -> str | None:
     effect_classes = classes - set(NO_IO_EFFECT_CLASSES)
     effect_possible = bool(types & set(IO_CAPABLE_TYPES)) and bool(effect_classes)
     if not effect_possible:
-        what = (f"class {'/'.join(sorted(classes))}" if not effect_classes
-                else f"type {'/'.join(sorted(types))}")
-        return (f"io has no effect on {what} disks, so no-io-without-effect never lets a "
-                f"rule change it")
+        what = (
+            f"class {'/'.join(sorted(classes))}"
+            if not effect_classes
+            else f"type {'/'.join(sorted(types))}"
+        )
+        return (
+            f"io has no effect on {what} disks, so no-io-without-effect never lets a rule change it"
+        )
     if wanted != "native":
         return None  # threads/unset are never refused where io has effect; io_uring: host-dependent
     if effect_classes <= {"file-sparse"}:
@@ -320,12 +391,16 @@ def _vetoed_why(wanted: str, conj, action) -> str | None:
     if o_direct is False:
         return "native-needs-o-direct refuses it (the match requires o_direct: false)"
     if "native" not in io_before and not effect_classes & set(NATIVE_SAFE_CLASSES):
-        return (f"native-only-where-known-safe refuses it (class "
-                f"{'/'.join(sorted(effect_classes))} is not block or file-preallocated)")
+        return (
+            f"native-only-where-known-safe refuses it (class "
+            f"{'/'.join(sorted(effect_classes))} is not block or file-preallocated)"
+        )
     after = _cache_after(cache_before, action, o_direct)
     if not after & set(O_DIRECT_CACHES):
-        return (f"native-needs-direct-cache refuses it (cache after the rule is "
-                f"{'/'.join(sorted(after))})")
+        return (
+            f"native-needs-direct-cache refuses it (cache after the rule is "
+            f"{'/'.join(sorted(after))})"
+        )
     return None
 
 
@@ -360,30 +435,54 @@ def _vetoed(ruleset, lines, filename) -> list[Finding]:
             continue
         if len(dead) == len(wanted):
             detail = "; ".join(f"{w}: {why}" for w, why in dead.items())
-            out.append(_finding(filename, lines[i]["io"], "vetoed-override", rule.name,
-                                f"the engine always vetoes io {'/'.join(wanted)} here: {detail}"))
+            out.append(
+                _finding(
+                    filename,
+                    lines[i]["io"],
+                    "vetoed-override",
+                    rule.name,
+                    f"the engine always vetoes io {'/'.join(wanted)} here: {detail}",
+                )
+            )
         else:
             for w, why in dead.items():
-                out.append(_finding(filename, lines[i]["io"], "vetoed-preference", rule.name,
-                                    f"preference {w} is always skipped: {why}"))
+                out.append(
+                    _finding(
+                        filename,
+                        lines[i]["io"],
+                        "vetoed-preference",
+                        rule.name,
+                        f"preference {w} is always skipped: {why}",
+                    )
+                )
     return out
 
 
 # --- rendering --------------------------------------------------------------------
 
+
 def render_text(findings: list[Finding], files: list[str]) -> str:
     lines = [f.render() for f in findings]
     n = len(findings)
-    lines.append(f"{n} finding{'s' if n != 1 else ''} in {len(files)} file"
-                 f"{'s' if len(files) != 1 else ''}" if n else
-                 f"{', '.join(files)}: no findings")
+    lines.append(
+        f"{n} finding{'s' if n != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}"
+        if n
+        else f"{', '.join(files)}: no findings"
+    )
     return "\n".join(lines) + "\n"
 
 
 def render_json(findings: list[Finding], files: list[str]) -> str:
-    return json.dumps({"files": files, "findings": [asdict(f) for f in findings]},
-                      indent=2) + "\n"
+    return json.dumps({"files": files, "findings": [asdict(f) for f in findings]}, indent=2) + "\n"
 
 
-__all__ = ["CODES", "DEPRECATED_KEYS", "Finding", "lint_file", "lint_text", "covers",
-           "IO_MODES", "CACHE_MODES"]
+__all__ = [
+    "CACHE_MODES",
+    "CODES",
+    "DEPRECATED_KEYS",
+    "IO_MODES",
+    "Finding",
+    "covers",
+    "lint_file",
+    "lint_text",
+]

@@ -18,8 +18,9 @@ from aiohook.errors import FileAccessError, UsageError
 FACTS_NAME = "facts.yaml"
 
 
-def scaffold(directory: str, *, rules: str | None = None, facts: str | None = None,
-             force: bool = False) -> tuple[str, int]:
+def scaffold(
+    directory: str, *, rules: str | None = None, facts: str | None = None, force: bool = False
+) -> tuple[str, int]:
     """Write DIR/aiohook-test.yaml; returns (its path, number of expectations)."""
     from aiohook.cli import make_probe, read_xml
     from aiohook.fsutil import atomic_write
@@ -31,8 +32,9 @@ def scaffold(directory: str, *, rules: str | None = None, facts: str | None = No
     target = os.path.join(directory, MANIFEST)
     if os.path.exists(target) and not force:
         raise UsageError(f"{target} exists; --force overwrites it")
-    xmls = sorted(p for p in glob.glob(os.path.join(directory, "*.xml"))
-                  if not p.endswith(".expected.xml"))
+    xmls = sorted(
+        p for p in glob.glob(os.path.join(directory, "*.xml")) if not p.endswith(".expected.xml")
+    )
     if not xmls:
         raise UsageError(f"no domain XML files (*.xml) in {directory}")
     if facts is None and os.path.exists(os.path.join(directory, FACTS_NAME)):
@@ -53,21 +55,27 @@ def scaffold(directory: str, *, rules: str | None = None, facts: str | None = No
         domains.append({"file": os.path.basename(path)})
         for disk in plan.disks:
             d = disk.decision
-            results.append({
-                "domain": plan.name,
-                "disk": disk.facts.target,
-                "rule": d.rule,
-                "class": disk.facts.disk_class,
-                "io": d.io_after or "unset",
-                "cache": d.cache_after or "unset",
-            })
+            results.append(
+                {
+                    "domain": plan.name,
+                    "disk": disk.facts.target,
+                    "rule": d.rule,
+                    "class": disk.facts.disk_class,
+                    "io": d.io_after or "unset",
+                    "cache": d.cache_after or "unset",
+                }
+            )
     manifest: dict = {"version": 1, "name": os.path.basename(os.path.abspath(directory))}
     if rules is not None:
-        manifest["rules"] = rules if not os.path.exists(rules) else os.path.relpath(rules, directory)
+        manifest["rules"] = (
+            rules if not os.path.exists(rules) else os.path.relpath(rules, directory)
+        )
     manifest["facts"] = facts_rel
     manifest["domains"] = domains
     manifest["results"] = results
-    head = ("# Scaffolded by `aiohook test --init` from the current decisions.\n"
-            "# Review every expectation: it records what the rules do now.\n")
+    head = (
+        "# Scaffolded by `aiohook test --init` from the current decisions.\n"
+        "# Review every expectation: it records what the rules do now.\n"
+    )
     atomic_write(target, (head + yaml.safe_dump(manifest, sort_keys=False, width=100)).encode())
     return target, len(results)

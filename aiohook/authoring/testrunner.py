@@ -52,9 +52,16 @@ class Result:
     message: str = ""  # why it failed
 
     def to_json(self) -> dict:
-        return {"id": self.id, "domain": self.domain, "disk": self.disk, "rule": self.rule,
-                "expected": self.expected, "got": self.got,
-                "result": "pass" if self.ok else "fail", "message": self.message}
+        return {
+            "id": self.id,
+            "domain": self.domain,
+            "disk": self.disk,
+            "rule": self.rule,
+            "expected": self.expected,
+            "got": self.got,
+            "result": "pass" if self.ok else "fail",
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -74,6 +81,7 @@ class SuiteReport:
 
 
 # --- finding and reading manifests ------------------------------------------
+
 
 def find_manifests(dirs: list[str]) -> list[str]:
     found = []
@@ -105,10 +113,15 @@ def load_manifest(path: str):
 
     doc = load_located(read_bounded(path, 4 << 20), path, PolicyError)
     if not isinstance(doc.data, dict):
-        raise PolicyError("a test manifest is a mapping with version, domains and results",
-                          file=path, line=doc.line(()))
+        raise PolicyError(
+            "a test manifest is a mapping with version, domains and results",
+            file=path,
+            line=doc.line(()),
+        )
     validator = jsonschema.Draft202012Validator(manifest_schema())
-    errors = sorted(validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.absolute_path)) or 0)
+    errors = sorted(
+        validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.absolute_path)) or 0
+    )
     if errors:
         err = errors[0]
         where = tuple(err.absolute_path)
@@ -119,7 +132,9 @@ def load_manifest(path: str):
         elif err.validator == "anyOf" and where[:1] == ("results",):
             message = "an expectation needs at least one of rule, class, io, cache"
         elif err.validator == "const" and where == ("version",):
-            message = f"unsupported manifest version {err.instance!r} (this aiohook reads version 1)"
+            message = (
+                f"unsupported manifest version {err.instance!r} (this aiohook reads version 1)"
+            )
         else:
             label = "/".join(str(p) for p in where)
             message = (f"{label}: " if label else "") + err.message
@@ -129,6 +144,7 @@ def load_manifest(path: str):
 
 
 # --- running ------------------------------------------------------------------
+
 
 def _rel(base: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
@@ -152,10 +168,15 @@ def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
     doc = load_manifest(path)
     data = doc.data
     base = os.path.dirname(path)
-    spec = rules_override if rules_override is not None else manifest_rules_path(path, data.get("rules"))
+    spec = (
+        rules_override
+        if rules_override is not None
+        else manifest_rules_path(path, data.get("rules"))
+    )
     ruleset = load_ruleset(spec, use_cache=False)
-    report = SuiteReport(path, data.get("name") or os.path.basename(base) or path,
-                         resolve_rules_path(spec))
+    report = SuiteReport(
+        path, data.get("name") or os.path.basename(base) or path, resolve_rules_path(spec)
+    )
     plans, by_file, load_failures = {}, {}, []
     probes: dict[str, object] = {}
     for i, entry in enumerate(data["domains"]):
@@ -164,8 +185,9 @@ def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
         try:
             plan = _plan(_rel(base, file), _rel(base, facts) if facts else None, ruleset, probes)
         except AiohookError as exc:
-            load_failures.append(Result(f"{file}", file, "-", "", "a domain", "error", False,
-                                        exc.one_line()))
+            load_failures.append(
+                Result(f"{file}", file, "-", "", "a domain", "error", False, exc.one_line())
+            )
             continue
         by_file[os.path.basename(file)] = plan
         by_file[file] = plan
@@ -200,8 +222,10 @@ class _NoFactsProbe:
     def source_facts(self, requests, budget_s=None):
         from aiohook.facts import SourceFacts
 
-        return {r.path: SourceFacts(path=r.path, kind="unknown", error="no recorded facts")
-                for r in requests}
+        return {
+            r.path: SourceFacts(path=r.path, kind="unknown", error="no recorded facts")
+            for r in requests
+        }
 
     def resolve_volume(self, pool, volume):
         from aiohook.facts import VolumeTarget
@@ -211,8 +235,12 @@ class _NoFactsProbe:
 
 def _got(disk_plan) -> dict:
     d, f = disk_plan.decision, disk_plan.facts
-    return {"rule": d.rule, "class": f.disk_class, "io": d.io_after or "unset",
-            "cache": d.cache_after or "unset"}
+    return {
+        "rule": d.rule,
+        "class": f.disk_class,
+        "io": d.io_after or "unset",
+        "cache": d.cache_after or "unset",
+    }
 
 
 def _fmt(values: dict) -> str:
@@ -228,19 +256,43 @@ def _check(raw: dict, plans: dict, by_file: dict, known_rules: set, rules_source
     expected = _fmt(want)
     plan = plans.get(domain) or by_file.get(domain)
     if plan is None:
-        return Result(rid, domain, disk, "", expected, "-", False,
-                      f"domain '{domain}' does not exist in this suite "
-                      f"(domains: {', '.join(sorted(plans)) or 'none'})")
+        return Result(
+            rid,
+            domain,
+            disk,
+            "",
+            expected,
+            "-",
+            False,
+            f"domain '{domain}' does not exist in this suite "
+            f"(domains: {', '.join(sorted(plans)) or 'none'})",
+        )
     target = next((d for d in plan.disks if d.facts.target == disk), None)
     if target is None:
         targets = ", ".join(d.facts.target or "?" for d in plan.disks)
-        return Result(rid, domain, disk, "", expected, "-", False,
-                      f"disk '{disk}' does not exist in domain '{plan.name}' (disks: {targets})")
+        return Result(
+            rid,
+            domain,
+            disk,
+            "",
+            expected,
+            "-",
+            False,
+            f"disk '{disk}' does not exist in domain '{plan.name}' (disks: {targets})",
+        )
     got_all = _got(target)
     got = {k: got_all[k] for k in want}
     if "rule" in want and want["rule"] not in known_rules | {NO_RULE, SKIP_RULE, PIN_RULE}:
-        return Result(rid, domain, disk, got_all["rule"], expected, _fmt(got), False,
-                      f"rule '{want['rule']}' does not exist in {rules_source}")
+        return Result(
+            rid,
+            domain,
+            disk,
+            got_all["rule"],
+            expected,
+            _fmt(got),
+            False,
+            f"rule '{want['rule']}' does not exist in {rules_source}",
+        )
     wrong = [k for k in want if want[k] != got[k]]
     message = "; ".join(f"{k}: expected {want[k]}, got {got[k]}" for k in wrong)
     if wrong:
@@ -250,12 +302,16 @@ def _check(raw: dict, plans: dict, by_file: dict, known_rules: set, rules_source
 
 # --- expected XML -------------------------------------------------------------
 
+
 def canonical(data: bytes) -> str:
     """C14N 2.0 without whitespace-only text and comments, then pretty-printed for diffs."""
     from lxml import etree
 
-    c14n = etree.canonicalize(data.decode("utf-8") if isinstance(data, bytes) else data,
-                              strip_text=True, with_comments=False)
+    c14n = etree.canonicalize(
+        data.decode("utf-8") if isinstance(data, bytes) else data,
+        strip_text=True,
+        with_comments=False,
+    )
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
     root = etree.fromstring(c14n.encode(), parser)
     return etree.tostring(root, pretty_print=True, encoding="unicode")
@@ -268,22 +324,45 @@ def _compare_xml(plan, expected_path: str, file: str) -> Result:
     try:
         want = canonical(read_xml(expected_path))
     except AiohookError as exc:
-        return Result(rid, plan.name, "-", "", os.path.basename(expected_path), "-", False,
-                      exc.one_line())
-    except Exception as exc:  # lxml syntax errors in the expected file
-        return Result(rid, plan.name, "-", "", os.path.basename(expected_path), "-", False,
-                      f"{expected_path}: cannot canonicalize: {exc}")
+        return Result(
+            rid, plan.name, "-", "", os.path.basename(expected_path), "-", False, exc.one_line()
+        )
+    except (ValueError, SyntaxError) as exc:  # lxml XMLSyntaxError in the expected file
+        return Result(
+            rid,
+            plan.name,
+            "-",
+            "",
+            os.path.basename(expected_path),
+            "-",
+            False,
+            f"{expected_path}: cannot canonicalize: {exc}",
+        )
     got = canonical(plan.document.serialize())
     if got == want:
         return Result(rid, plan.name, "-", "", "rewritten XML", "same (C14N)", True)
-    diff = "".join(difflib.unified_diff(
-        want.splitlines(keepends=True), got.splitlines(keepends=True),
-        fromfile=f"{expected_path} (expected, C14N)", tofile=f"{file} rewritten (C14N)"))
-    return Result(rid, plan.name, "-", "", "rewritten XML", "differs (C14N)", False,
-                  "rewritten XML differs from the expected one:\n" + diff)
+    diff = "".join(
+        difflib.unified_diff(
+            want.splitlines(keepends=True),
+            got.splitlines(keepends=True),
+            fromfile=f"{expected_path} (expected, C14N)",
+            tofile=f"{file} rewritten (C14N)",
+        )
+    )
+    return Result(
+        rid,
+        plan.name,
+        "-",
+        "",
+        "rewritten XML",
+        "differs (C14N)",
+        False,
+        "rewritten XML differs from the expected one:\n" + diff,
+    )
 
 
 # --- rendering ----------------------------------------------------------------
+
 
 def totals(reports: list[SuiteReport]) -> tuple[int, int]:
     return sum(r.passed for r in reports), sum(r.failed for r in reports)
@@ -294,8 +373,10 @@ def render_text(reports: list[SuiteReport]) -> str:
     for rep in reports:
         out.append(f"{rep.manifest}: {rep.name} (rules: {rep.rules})")
         rows = [["ID", "DOMAIN", "DISK", "RULE", "EXPECTED", "GOT", "RESULT"]]
-        rows += [[r.id, r.domain, r.disk, r.rule or "-", r.expected, r.got,
-                  "pass" if r.ok else "FAIL"] for r in rep.results]
+        rows += [
+            [r.id, r.domain, r.disk, r.rule or "-", r.expected, r.got, "pass" if r.ok else "FAIL"]
+            for r in rep.results
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         failures = [r for r in rep.results if not r.ok]
@@ -313,21 +394,40 @@ def render_text(reports: list[SuiteReport]) -> str:
 
 def render_json(reports: list[SuiteReport]) -> str:
     passed, failed = totals(reports)
-    return json.dumps({
-        "suites": [{"manifest": r.manifest, "name": r.name, "rules": r.rules,
-                    "passed": r.passed, "failed": r.failed,
-                    "results": [x.to_json() for x in r.results]} for r in reports],
-        "passed": passed, "failed": failed,
-    }, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "suites": [
+                    {
+                        "manifest": r.manifest,
+                        "name": r.name,
+                        "rules": r.rules,
+                        "passed": r.passed,
+                        "failed": r.failed,
+                        "results": [x.to_json() for x in r.results],
+                    }
+                    for r in reports
+                ],
+                "passed": passed,
+                "failed": failed,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def render_junit(reports: list[SuiteReport]) -> str:
     passed, failed = totals(reports)
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites name="aiohook" tests="{passed + failed}" failures="{failed}">']
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name="aiohook" tests="{passed + failed}" failures="{failed}">',
+    ]
     for rep in reports:
-        out.append(f'  <testsuite name={quoteattr(rep.name)} tests="{len(rep.results)}" '
-                   f'failures="{rep.failed}" file={quoteattr(rep.manifest)}>')
+        out.append(
+            f'  <testsuite name={quoteattr(rep.name)} tests="{len(rep.results)}" '
+            f'failures="{rep.failed}" file={quoteattr(rep.manifest)}>'
+        )
         for r in rep.results:
             name = quoteattr(f"{r.id} ({r.domain} {r.disk})")
             classname = quoteattr(rep.manifest)
@@ -335,8 +435,10 @@ def render_junit(reports: list[SuiteReport]) -> str:
                 out.append(f"    <testcase name={name} classname={classname}/>")
             else:
                 out.append(f"    <testcase name={name} classname={classname}>")
-                out.append(f"      <failure message={quoteattr(r.message.splitlines()[0] if r.message else 'failed')}>"
-                           f"{escape(f'expected {r.expected}, got {r.got}: {r.message}')}</failure>")
+                out.append(
+                    f"      <failure message={quoteattr(r.message.splitlines()[0] if r.message else 'failed')}>"
+                    f"{escape(f'expected {r.expected}, got {r.got}: {r.message}')}</failure>"
+                )
                 out.append("    </testcase>")
         out.append("  </testsuite>")
     out.append("</testsuites>")
