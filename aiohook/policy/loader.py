@@ -34,7 +34,7 @@ def resolve_rules_path(spec: str | None) -> str:
     """A path, a packaged profile name ('io_uring', 'conservative', 'default'), or None."""
     if spec is None:
         return default_rules_path()
-    if spec in PROFILES and not os.path.exists(spec):
+    if spec in PROFILES and not os.path.isfile(spec):
         return profile_path(spec)
     return spec
 
