@@ -68,7 +68,7 @@ class Env:
 
     def run(self, *args: str, stdin: bytes = b"", timeout: float = 60, python_flags=()):
         return subprocess.run([sys.executable, *python_flags, HOOK, *args], input=stdin,
-                              capture_output=True, env=self.env, timeout=timeout)
+                              capture_output=True, env=self.env, timeout=timeout, check=False)
 
     def decisions(self) -> list[dict]:
         path = self.logs / "decisions.jsonl"
@@ -293,11 +293,13 @@ def test_a_bug_is_one_line_not_a_traceback(env, tmp_path):
     (fake / "aiohook" / "planner.py").write_text("raise RuntimeError('planted bug')\n")
     hook = fake / "hooks" / "qemu"
     hook.parent.mkdir()
-    hook.write_text(open(HOOK).read())
+    with open(HOOK) as fh:
+        hook.write_text(fh.read())
     for on_error, code in (("allow", 0), ("refuse", 1)):
         env.settings(f"on_error: {on_error}\n")
         done = subprocess.run([sys.executable, str(hook), "dom", "prepare", "begin", "-"],
-                              input=env.xml(), capture_output=True, env=env.env, timeout=60)
+                              input=env.xml(), capture_output=True, env=env.env, timeout=60,
+                              check=False)
         err = done.stderr.decode()
         assert done.returncode == code, err
         assert "internal error: RuntimeError: planted bug" in err
