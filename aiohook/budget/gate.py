@@ -1,0 +1,232 @@
+"""The AIO budget gate (prepare begin) and degrade (migrate/restore begin, apply).
+
+Settings (aiohook/settings.py, or any object with these attributes):
+- on_budget_exceeded: refuse | degrade | warn
+- budget_reserve_events: events kept free for other AIO users
+- budget_check: "events_at_start" (default) | "events_max"
+
+Why events_at_start is the default check: it is exact (tests measure it) and it
+is what makes QEMU < 9.0 fail to start ("Unable to use native AIO"). A virtio-blk
+iothread's context is opened later, on the guest's first I/O; when that fails
+QEMU only warns and uses threads for that iothread, and `aiohook budget` lists
+such domains. Checking events_max reserves 1024 events per iothread that many
+guests never use (a 3-iothread domain would book 4096 instead of 1024), refusing
+domains that would run; hosts that want native AIO guaranteed everywhere set
+budget_check: events_max, and the reservation then stays until the domain stops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from aiohook.budget import ledger as _ledger
+from aiohook.budget import procscan
+from aiohook.budget.demand import demand_for
+from aiohook.budget.supply import Supply, read_supply
+
+CHECKS = ("events_at_start", "events_max")
+SYSCTL_FILE = "/etc/sysctl.d/60-aiohook.conf"
+_STEP = 65536  # suggested limits are rounded up to this
+
+
+@dataclass
+class GateOutcome:
+    allowed: bool
+    message: str = ""
+    demand: dict = field(default_factory=dict)
+    needed: int = 0
+    available: int | None = None
+    reserved: bool = False
+
+
+def _settings(settings) -> tuple[str, int, str]:
+    mode = getattr(settings, "on_budget_exceeded", None) or "refuse"
+    reserve = int(getattr(settings, "budget_reserve_events", 0) or 0)
+    check = getattr(settings, "budget_check", None) or "events_at_start"
+    if check not in CHECKS:
+        check = "events_at_start"
+    return mode, reserve, check
+
+
+def _alive(domain: str) -> bool:
+    return procscan.domain_pid(domain) is not None
+
+
+def outstanding(entries: dict, exclude: str | None = None) -> tuple[int, list[tuple[str, int]]]:
+    """Events reserved but not yet in aio-nr. Read each domain's held contexts
+    BEFORE reading aio-nr: a context opened in between is then counted twice
+    (safe), never zero times."""
+    total, parts = 0, []
+    for name, e in sorted(entries.items()):
+        if name == exclude:
+            continue
+        events = int(e.get("events", 0))
+        pid = procscan.domain_pid(name)
+        if pid is not None:
+            held = (procscan.aio_contexts(pid) or 0) * int(e.get("events_per_context", 1024))
+            events = max(0, events - held)
+        if events:
+            total += events
+            parts.append((name, events))
+    return total, parts
+
+
+def suggested_limit(minimum: int) -> int:
+    return max(_STEP, -(-minimum // _STEP) * _STEP)
+
+
+def remedies(domain: str, minimum_limit: int, io_uring: bool) -> list[str]:
+    n = suggested_limit(minimum_limit)
+    target_io = "io_uring" if io_uring else "threads"
+    return [
+        f"raise the limit now: sysctl -w fs.aio-max-nr={n}",
+        f"and across reboots: echo 'fs.aio-max-nr = {n}' > {SYSCTL_FILE} "
+        "(or run: aiohook doctor --apply)",
+        f"or take this domain off native AIO ({target_io} uses no AIO events): put first "
+        f"in /etc/aiohook/rules.yaml `- {{name: aio-budget-{domain}, match: {{domain: '{domain}', "
+        f"io: [native]}}, action: {{io: {target_io}}}}}` then run: aiohook apply {domain}",
+    ]
+
+
+def _top_consumers(limit: int = 5) -> str:
+    try:
+        holders = procscan.all_holders()
+    except Exception:  # noqa: BLE001 - the message must still be produced
+        return "unknown"
+    if not holders:
+        return "none"
+    shown = []
+    for h in holders[:limit]:
+        who = f"domain {h.domain}" if h.domain else (h.command or "?")
+        shown.append(f"{who} (pid {h.pid}): {h.events} events in {h.contexts} context"
+                     + ("s" if h.contexts != 1 else ""))
+    more = len(holders) - limit
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def budget_message(domain: str, demand: dict, check: str, supply: Supply, pending: int,
+                   pending_parts, io_uring: bool) -> str:
+    need = demand[check]
+    avail = supply.available(pending)
+    when = "at start" if check == "events_at_start" else "at most (events_max)"
+    ctx = demand["contexts_at_start" if check == "events_at_start" else "contexts_max"]
+    minimum = supply.aio_nr + supply.reserve + pending + need
+    lines = [
+        f"aiohook: AIO budget exceeded: domain '{domain}' needs {need} AIO events {when} "
+        f"({ctx} context(s) of {demand['events_per_context']}; native disks: "
+        f"{', '.join(t or '?' for t in demand['native_disks'])}), only {max(0, avail)} available "
+        f"(fs.aio-nr {supply.aio_nr} / fs.aio-max-nr {supply.aio_max_nr}: free {supply.free}, "
+        f"reserve {supply.reserve}, reserved for starting domains {pending}"
+        + (f" [{', '.join(f'{n} {e}' for n, e in pending_parts)}]" if pending_parts else "")
+        + ").",
+        f"Top consumers: {_top_consumers()}.",
+        "Remedies:",
+    ]
+    lines += [f"  - {r}" for r in remedies(domain, minimum, io_uring)]
+    return "\n".join(lines)
+
+
+def gate_prepare(plan, settings) -> GateOutcome:
+    """The prepare-begin gate. The demand is that of the XML as it will start:
+    libvirt ignores a prepare hook's output, so each disk's io as found counts,
+    not aiohook's rewrite. Reserves the demand in the ledger when the start may go on."""
+    mode, reserve, check = _settings(settings)
+    demand = demand_for(plan, as_found=True)
+    need = demand[check]
+    name = plan.name
+    if need <= 0:
+        return GateOutcome(True, "", demand, 0)
+    with _ledger.Ledger() as led:
+        led.expire(_alive)
+        pending, parts = outstanding(led.entries, exclude=name)
+        supply = read_supply(reserve)  # after the held contexts: see outstanding()
+        avail = supply.available(pending)
+        fits = need <= avail
+        if fits or mode == "warn":
+            led.reserve(name, events=need, events_at_start=demand["events_at_start"],
+                        events_max=demand["events_max"], check=check,
+                        events_per_context=demand["events_per_context"])
+        else:
+            led.drop(name)
+    if fits:
+        return GateOutcome(True, "", demand, need, avail, True)
+    msg = budget_message(name, demand, check, supply, pending, parts, plan.host.io_uring_usable())
+    if mode == "warn":
+        return GateOutcome(True, "warning (on_budget_exceeded: warn, starting anyway): " + msg,
+                           demand, need, avail, True)
+    if mode == "degrade":
+        msg += ("\n(on_budget_exceeded: degrade cannot apply at prepare: libvirt ignores a "
+                "prepare hook's XML, so the start is refused; degrade works at restore, incoming "
+                f"migration and `aiohook apply {name}`)")
+    return GateOutcome(False, msg, demand, need, avail, False)
+
+
+# --------------------------------------------------------------------- degrade
+
+
+
+def degrade(plan, settings) -> list[str]:
+    """Move just enough native disks of plan.document to io_uring (where the host
+    allows it) or threads so the domain's checked demand fits what is available.
+    Edits plan.document in place; returns one human line per moved disk (empty
+    when it fits already). plan.aio is refreshed."""
+    from aiohook.budget.demand import demand_for_document, native_disks
+
+    mode, reserve, check = _settings(settings)
+    doc = plan.document
+    version = plan.host.qemu_version
+    demand = demand_for_document(doc, version)
+    if demand[check] <= 0:
+        return []
+    entries = _ledger.snapshot()
+    pending, _ = outstanding(entries, exclude=plan.name)
+    avail = read_supply(reserve).available(pending)
+    if demand[check] <= avail:
+        plan.aio = demand
+        return []
+    target_io = "io_uring" if plan.host.io_uring_usable() else "threads"
+    disks = {d.target: d for d in doc.disks()}
+    moved: list[str] = []
+
+    def move(targets):
+        for t in targets:
+            el = disks.get(t)
+            if el is None or el.io != "native":
+                continue
+            el.set_driver_attr("io", target_io)
+            moved.append(f"{plan.name}: disk {t}: io native -> {target_io} "
+                         f"(AIO budget: {demand[check]} events {check.replace('events_', '')} "
+                         f"> {max(0, avail)} available)")
+
+    while True:
+        current = demand_for_document(doc, version)
+        if current[check] <= avail or not current["native_disks"]:
+            break
+        # Groups of native disks by the extra context they keep alive.
+        groups: dict[str, list[str]] = {}
+        for d in native_disks(doc):
+            for iot in d["iothreads_at_start"] + d["iothreads_later"]:
+                groups.setdefault(iot, []).append(d["target"])
+        best = None
+        for iot, targets in groups.items():
+            trial = [t for t in targets]
+            # Would moving this group lower the checked demand?
+            saved = {t: disks[t].io for t in trial if t in disks}
+            for t in trial:
+                if t in disks:
+                    disks[t].set_driver_attr("io", target_io)
+            gain = current[check] - demand_for_document(doc, version)[check]
+            for t, io in saved.items():
+                disks[t].set_driver_attr("io", io)
+            if gain > 0 and (best is None or (len(trial), -gain) < (len(best[1]), -best[2])):
+                best = (iot, trial, gain)
+        if best is None:  # only the main loop context is left: every native disk goes
+            move(current["native_disks"])
+            break
+        move(best[1])
+    plan.aio = demand_for_document(doc, version)
+    if moved:
+        moved.append(f"{plan.name}: AIO demand now {plan.aio[check]} events "
+                     f"{check.replace('events_', '')}, {max(0, avail)} available")
+    return moved

@@ -1,0 +1,196 @@
+"""The AIO reservation ledger: what starting domains will take before it shows in aio-nr.
+
+Light on purpose: `settle` runs on every start/stop hook call, so this module
+imports only the standard library (no lxml, no policy, no yaml).
+
+File: <state_dir>/aio-ledger.json (state_dir is /run/aiohook, AIOHOOK_STATE_DIR
+moves it), guarded by flock on <state_dir>/aio-ledger.lock. Every write is a
+write-to-temp + fsync + rename, so a hook killed at any point leaves the old
+ledger or the new one, never half of one; a ledger that does not parse anyway
+(disk full, a hand edit) is moved aside to aio-ledger.json.corrupt and rebuilt
+empty, which only forgets reservations, and those last at most PENDING_TTL_S.
+
+Entries, keyed by domain name:
+- state "pending": from the prepare gate until `started` (the contexts are then
+  in aio-nr) or `stopped`/`release` (the start failed). It expires after
+  PENDING_TTL_S: libvirt runs prepare, launches QEMU and waits at most 30 s for
+  its monitor (QEMU opens every disk, and so every AIO context at start, before
+  the monitor answers), then calls started or stopped/release. 120 s is four
+  times that, so only a crashed libvirtd leaves a reservation behind, and it
+  stops blocking others after 2 minutes. An entry kept too long only refuses
+  too much (safe); one dropped too early could overbook.
+- state "running": only when the gate checks events_max. At `started` the
+  reservation stays for the contexts the guest has not opened yet (virtio-blk
+  iothreads); the gate counts max(0, events_max - what the process holds now).
+  Dropped at stopped/release, or when the domain's QEMU is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+LEDGER_FILE = "aio-ledger.json"
+LOCK_FILE = "aio-ledger.lock"
+PENDING_TTL_S = 120.0
+VERSION = 1
+
+
+def state_dir() -> str:
+    return os.environ.get("AIOHOOK_STATE_DIR") or "/run/aiohook"
+
+
+def _now() -> tuple[float, float]:
+    return time.time(), time.monotonic()
+
+
+class Ledger:
+    """Open with `with Ledger() as led:`; holds the flock until the block ends."""
+
+    def __init__(self, directory: str | None = None, *, create: bool = True):
+        self.dir = directory or state_dir()
+        self.path = os.path.join(self.dir, LEDGER_FILE)
+        self.create = create
+        self.entries: dict[str, dict] = {}
+        self.rebuilt: str | None = None  # why the ledger was rebuilt, if it was
+        self._fd: int | None = None
+        self._dirty = False
+
+    def __enter__(self) -> "Ledger":
+        if self.create:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self._fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.entries = self._load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._dirty:
+                self._save()
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    # -- file
+    def _load(self) -> dict[str, dict]:
+        try:
+            with open(self.path, "rb") as fh:
+                raw = fh.read(1 << 20)
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(raw)
+            entries = data["reservations"]
+            if data.get("version") != VERSION or not isinstance(entries, dict):
+                raise ValueError("unknown layout")
+            for name, e in entries.items():
+                if not isinstance(e, dict) or not isinstance(e.get("events"), int):
+                    raise ValueError(f"bad entry {name!r}")
+            return entries
+        except (ValueError, KeyError, TypeError) as exc:
+            self.rebuilt = f"{self.path} was corrupt ({exc}); rebuilt empty"
+            with contextlib.suppress(OSError):
+                os.replace(self.path, self.path + ".corrupt")
+            self._dirty = True
+            return {}
+
+    def _save(self) -> None:
+        data = json.dumps({"version": VERSION, "reservations": self.entries},
+                          indent=1, sort_keys=True).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".aio-ledger-", dir=self.dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._dirty = False
+
+    # -- entries
+    def reserve(self, domain: str, *, events: int, events_at_start: int, events_max: int,
+                check: str, events_per_context: int) -> dict:
+        wall, mono = _now()
+        entry = {"state": "pending", "events": int(events), "events_at_start": int(events_at_start),
+                 "events_max": int(events_max), "check": check,
+                 "events_per_context": int(events_per_context),
+                 "created": wall, "mono": mono, "pid": os.getpid()}
+        self.entries[domain] = entry
+        self._dirty = True
+        return entry
+
+    def drop(self, domain: str) -> bool:
+        if self.entries.pop(domain, None) is not None:
+            self._dirty = True
+            return True
+        return False
+
+    def mark_running(self, domain: str) -> None:
+        e = self.entries.get(domain)
+        if e is None:
+            return
+        if e.get("check") == "events_max" and e.get("events_max", 0) > e.get("events_at_start", 0):
+            e["state"] = "running"
+            e["events"] = e["events_max"]
+            self._dirty = True
+        else:
+            self.drop(domain)
+
+    def expire(self, alive=None) -> list[str]:
+        """Drop pending entries older than PENDING_TTL_S and running entries whose
+        QEMU is gone (alive(domain) -> bool). Returns what was dropped."""
+        wall, mono = _now()
+        gone = []
+        for name, e in list(self.entries.items()):
+            if e.get("state") == "running":
+                if alive is not None and not alive(name):
+                    gone.append(name)
+                continue
+            started = e.get("mono")
+            age = mono - started if isinstance(started, (int, float)) else PENDING_TTL_S + 1
+            if age > PENDING_TTL_S or age < 0:  # < 0: monotonic clock reset (reboot)
+                gone.append(name)
+        for name in gone:
+            self.drop(name)
+        return gone
+
+
+def settle(domain: str, op: str, subop: str) -> None:
+    """Hook bookkeeping after prepare: `started` -> the contexts are in aio-nr now;
+    `stopped`/`release` -> the domain ended or its start failed. Never raises."""
+    if op not in ("started", "stopped", "release"):
+        return
+    directory = state_dir()
+    if not os.path.exists(os.path.join(directory, LEDGER_FILE)):
+        return  # nothing was ever reserved on this host
+    try:
+        with Ledger(directory, create=False) as led:
+            if domain not in led.entries:
+                return
+            if op == "started":
+                led.mark_running(domain)
+            else:
+                led.drop(domain)
+    except OSError:
+        return  # bookkeeping must never fail a stop; the TTL cleans up
+
+
+def snapshot(directory: str | None = None) -> dict[str, dict]:
+    """The reservations as they are now (read without the lock: writes are atomic)."""
+    path = os.path.join(directory or state_dir(), LEDGER_FILE)
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(1 << 20))
+        entries = data.get("reservations", {})
+        return entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
