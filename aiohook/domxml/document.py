@@ -26,8 +26,18 @@ _PARSER_OPTIONS = dict(
 )
 
 
+class _NoExternalResources(etree.Resolver):
+    """Every external entity or DTD resolves to nothing: libxml2 still opens
+    external parameter entities (file:///dev/..., FIFOs) with the options above."""
+
+    def resolve(self, url, pubid, context):
+        return self.resolve_string("", context)
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(**_PARSER_OPTIONS)
+    parser = etree.XMLParser(**_PARSER_OPTIONS)
+    parser.resolvers.add(_NoExternalResources())
+    return parser
 
 
 def parse_domain(data: bytes, source: str = "<stdin>") -> "DomainDocument":
@@ -50,6 +60,10 @@ def parse_domain(data: bytes, source: str = "<stdin>") -> "DomainDocument":
         raise DomainXMLError(f"malformed XML: {exc}", file=source) from None
     if root is None:
         raise DomainXMLError("no root element", file=source)
+    # The byte check above misses a DOCTYPE in UTF-16/UTF-7/... encodings.
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise DomainXMLError("DTDs and entity declarations are not allowed", file=source)
     if root.tag != "domain":
         tag = etree.QName(root).localname if isinstance(root.tag, str) else "?"
         raise DomainXMLError(
@@ -103,7 +117,10 @@ class DomainDocument:
         return list(self.root.iterfind(path))
 
     def overrides(self) -> DomainOverrides:
-        return read_overrides(self.root)
+        try:
+            return read_overrides(self.root)
+        except DomainXMLError as exc:  # raised with a line only: add the file
+            raise DomainXMLError(exc.message, file=exc.file or self.source, line=exc.line) from None
 
     def serialize(self) -> bytes:
         """The document as bytes: the original with only the edited <driver> tags changed.

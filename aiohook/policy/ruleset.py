@@ -163,6 +163,8 @@ def _schema_problems(doc) -> list[Problem]:
 
 def _describe_schema_error(err) -> tuple[tuple, str]:
     """Turn a jsonschema error into (path, message) a policy author understands."""
+    import jsonschema.exceptions
+
     path = tuple(err.absolute_path)
     field_name = next((p for p in reversed(path) if isinstance(p, str)), None)
     if err.validator == "additionalProperties":
@@ -173,6 +175,9 @@ def _describe_schema_error(err) -> tuple[tuple, str]:
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return path, f"missing key '{missing}'{_context(path)}"
+    if err.validator == "oneOf" and field_name == "io" and "action" in path:
+        return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
+                      "or a preference list of native/threads/io_uring")
     if err.validator == "oneOf" and field_name in CONDITIONS:
         cond = CONDITIONS[field_name]
         allowed = cond.possible()
@@ -182,6 +187,14 @@ def _describe_schema_error(err) -> tuple[tuple, str]:
     if err.validator == "oneOf" and field_name == "io":
         return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
                       "or a preference list of native/threads/io_uring")
+    if err.validator == "oneOf" and field_name in ("match", "exclude") and err.context:
+        # Name the real problem (an unknown condition, a bad value) rather than
+        # "none of the selector forms fit": use the branch the author meant.
+        keys = set(err.instance) if isinstance(err.instance, dict) else set()
+        branch = 1 if keys == {"any"} else 2 if keys == {"all"} else 0
+        sub = [e for e in err.context if e.schema_path and e.schema_path[0] == branch]
+        if keys and sub:
+            return _describe_schema_error(jsonschema.exceptions.best_match(sub))
     if err.validator == "oneOf" and field_name in ("match", "exclude"):
         return path, (f"'{field_name}': expected conditions, or 'any:'/'all:' with a list of "
                       f"conditions (known conditions: {', '.join(CONDITIONS)})")
