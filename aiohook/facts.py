@@ -5,7 +5,7 @@ Nothing here imports lxml, yaml or a probe: the hook's hot path loads it cheaply
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 DISK_CLASSES = (
     "block",
@@ -48,7 +48,8 @@ class SourceFacts:
     error: str | None = None  # why a fact is missing (timeout, permission, ...)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and k != "path"}
+        # vars(), not asdict(): every field is a scalar, and asdict deep-copies each one
+        return {k: v for k, v in vars(self).items() if v is not None and k != "path"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class HostFacts:
         return self.qemu_version is None or version_tuple(self.qemu_version) >= (5, 0)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 @dataclass

@@ -13,6 +13,15 @@ class DiskElement:
     def __init__(self, element: etree._Element, created: list | None = None):
         self.element = element
         self._created = created if created is not None else []
+        self._children: dict[str, etree._Element | None] = {}  # find() cache; see _child
+
+    def _child(self, tag: str) -> etree._Element | None:
+        """element.find(tag), cached: planning reads driver/source/target many times."""
+        try:
+            return self._children[tag]
+        except KeyError:
+            found = self._children[tag] = self.element.find(tag)
+            return found
 
     # --- read -----------------------------------------------------------
     @property
@@ -33,7 +42,7 @@ class DiskElement:
 
     @property
     def driver(self) -> etree._Element | None:
-        return self.element.find("driver")
+        return self._child("driver")
 
     @property
     def format(self) -> str | None:
@@ -66,7 +75,7 @@ class DiskElement:
 
     @property
     def source_element(self) -> etree._Element | None:
-        return self.element.find("source")
+        return self._child("source")
 
     @property
     def source_path(self) -> str | None:
@@ -114,7 +123,7 @@ class DiskElement:
         return self.element.sourceline
 
     def _attr(self, child: str, name: str) -> str | None:
-        el = self.element.find(child)
+        el = self._child(child)
         return el.get(name) if el is not None else None
 
     # --- edit -----------------------------------------------------------
@@ -140,6 +149,7 @@ class DiskElement:
         """Insert <driver name='qemu'/> as the first child, keeping the indentation."""
         driver = etree.Element("driver")
         driver.set("name", "qemu")
+        self._children["driver"] = driver
         parent = self.element
         if len(parent) == 0:
             parent.append(driver)
