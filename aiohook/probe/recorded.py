@@ -27,7 +27,7 @@ from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
 from aiohook.probe import DEFAULT_PROBE_BUDGET_S
 
 FACTS_VERSION = 1
-MAX_FACTS_BYTES = 16 << 20
+MAX_FACTS_BYTES = 64 << 20  # a fleet: ~300k sources in the format `aiohook facts` writes
 SOURCE_KINDS = ("file", "block", "missing", "unknown")
 VOLUME_KINDS = ("file", "block", "network", "unknown")
 
@@ -224,11 +224,15 @@ _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 
 
+_SKIPPED = object()
+
+
 class _FastReader:
     def __init__(self, text: str):
         self.loader = _Loader(text)
         self.tags: dict[str, str] = {}  # plain scalar -> resolved tag (memoized resolver)
         self.ints: dict[str, int] = {}
+        self.strings: dict[str, str] = {}
 
     def event(self):
         event = self.loader.get_event()
@@ -243,6 +247,8 @@ class _FastReader:
         value = event.value
         if event.style or not event.implicit[0]:  # C parser: plain is "", Python: None
             return value  # quoted or block scalar: a string
+        if value and value[0] not in self.loader.yaml_implicit_resolvers:
+            return value  # e.g. a path: no implicit type starts with '/'
         tag = self.tags.get(value)
         if tag is None:
             tag = self.tags[value] = self.loader.resolve(yaml.ScalarNode, value, (True, False))
@@ -290,21 +296,41 @@ class _FastReader:
             yield key, self.event()
 
     def fields(self, start, schema: Mapping[str, type]) -> dict:
-        if not isinstance(start, _EV.MappingStartEvent) or start.tag not in (None, "!"):
+        """One flow or block mapping of facts; the hot loop of a fleet's facts file."""
+        if type(start) is not _EV.MappingStartEvent or start.tag is not None \
+                or start.anchor is not None:
             raise _Fallback
-        out = {}
-        for key, event in self.items():
-            if key not in schema:
-                self.skip(event)
-                continue
-            if not isinstance(event, _EV.ScalarEvent):
+        get_event, scalar, strings = self.loader.get_event, self.scalar, self.strings
+        out: dict = {}
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is _EV.MappingEndEvent:
+                return out
+            if kind is not _EV.ScalarEvent or event.anchor is not None:
                 raise _Fallback
-            value = self.scalar(event)
-            want = schema[key]
+            key = event.value
+            want = schema.get(key)
+            if want is None or event.tag is not None or event.style:
+                key = scalar(event)  # an unknown or unusual key: resolve it for real
+                if not isinstance(key, str):
+                    raise _Fallback
+                want = schema.get(key)
+            if key in out:
+                raise _Fallback
+            event = self.event()
+            if want is None:
+                self.skip(event)
+                out[key] = _SKIPPED  # still counts for duplicate detection
+                continue
+            if type(event) is not _EV.ScalarEvent:
+                raise _Fallback
+            value = scalar(event)
             if value is not None and (type(value) is not want or (want is int and value < 0)):
                 raise _Fallback
+            if want is str:
+                value = strings.setdefault(value, value)  # one object per distinct fs, kind...
             out[key] = value
-        return out
 
     def section(self, start) -> bool:
         """True for a mapping; False for an empty section (`sources:`)."""
@@ -313,6 +339,10 @@ class _FastReader:
         if not isinstance(start, _EV.MappingStartEvent) or start.tag not in (None, "!"):
             raise _Fallback
         return True
+
+
+def _known(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not _SKIPPED}
 
 
 def _parse_fast(text: str):
@@ -331,11 +361,11 @@ def _parse_fast(text: str):
                 version = reader.scalar(event)
             elif key == "host":
                 if reader.section(event):
-                    host = HostFacts(**reader.fields(event, _HOST_KEYS))
+                    host = HostFacts(**_known(reader.fields(event, _HOST_KEYS)))
             elif key == "sources":
                 if reader.section(event):
                     for path, value in reader.items():
-                        values = reader.fields(value, _SOURCE_KEYS)
+                        values = _known(reader.fields(value, _SOURCE_KEYS))
                         if not path.startswith("/") or values.get("kind") not in SOURCE_KINDS:
                             raise _Fallback
                         sources[path] = SourceFacts(path=path, **values)
@@ -343,7 +373,7 @@ def _parse_fast(text: str):
                 if reader.section(event):
                     for name, value in reader.items():
                         pool, sep, volume = name.partition("/")
-                        values = reader.fields(value, _VOLUME_KEYS)
+                        values = _known(reader.fields(value, _VOLUME_KEYS))
                         if not (sep and pool and volume) or values.get("kind") not in VOLUME_KINDS:
                             raise _Fallback
                         volumes[(pool, volume)] = VolumeTarget(**values)
