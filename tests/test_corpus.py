@@ -80,3 +80,50 @@ def test_checker_catches_native_without_direct_cache(tmp_path, monkeypatch):
     monkeypatch.setattr("aiohook.policy.engine.refusals", lambda *a, **k: [])
     checker, text = _run(str(tmp_path))
     assert any("io='native' with cache=" in v for v in checker.violations), text
+
+
+FAST_PATH_CASES = [
+    "version: 1\nhost: {io_uring: yes, aio_nr: 0x10}\nsources:\n  /a: {kind: file, size: 1_000}\n",
+    "version: 1\nsources:\n  /a: &x {kind: file}\n  /b: *x\n",
+    "version: 1\nsources:\n  /a: !!str {kind: file}\n",
+    "version: 1\nsources:\n  '/a': {kind: 'file', fs: \"ext4\", extra: [1, {a: b}]}\n",
+    "version: 1\nsources:\n  /a: {kind: file}\n  /a: {kind: block}\n",
+    "version: 1\nsources:\n  /a: {kind: file, kind: block}\n",
+    "version: 1\nsources:\n  /a: {kind: file, x: 1, x: 2}\n",
+    "version: 1\nsources:\n  /a: {kind: file, on: 1}\n",
+    "version: 1\nsources:\n  /a: {kind: file, 'kind': block}\n",
+    "version: 1\nsources:\n  /a: {kind: !!str file, fs: [a]}\n",
+    "version: 1\nhost:\nsources:\nvolumes:\n",
+    "sources:\n  /a: {kind: file}\nversion: 1\nextra: {a: [1, {b: c}]}\n",
+    "version: '1'\n",
+    "version: 1\n---\nversion: 1\n",
+    "version: 1\nsources:\n  1: {kind: file}\n",
+    "version: 1\nsources:\n  /a: {kind: file, size: -1}\n",
+    "version: 1\nsources:\n  /a:\n    kind: file\n    fs: |\n      ext4\n",
+]
+
+
+def test_facts_fast_path_matches_node_walker(tmp_path, monkeypatch):
+    """RecordedProbe's event-stream fast path (the fleet hot spot) gives the node
+    walker's result, or gives up and lets the walker answer (and name the error)."""
+    from aiohook.errors import FactsError
+    from aiohook.probe import recorded
+
+    facts = tmp_path / "facts.yaml"
+    corpus_check.write_facts(*corpus_check.collect_sources(corpus_check.find_xml(FIXTURES)),
+                             str(facts))
+    texts = FAST_PATH_CASES + [facts.read_text(),
+                               open(os.path.join(FIXTURES, "facts.yaml")).read()]
+    fast_count = 0
+    for text in texts:
+        fast = recorded._parse_fast(text)
+        with monkeypatch.context() as m:
+            m.setattr(recorded, "_parse_fast", lambda _text: None)
+            try:
+                slow = recorded.parse_facts(text, "f")
+            except FactsError as exc:
+                slow = exc
+        assert fast is None or fast == slow, text
+        fast_count += fast is not None
+    assert recorded._parse_fast(facts.read_text()) is not None  # the common case is fast
+    assert fast_count >= 6
