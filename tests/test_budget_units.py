@@ -276,3 +276,18 @@ def test_doctor_apply_writes_sysctl_file(tmp_path, monkeypatch):
     lines = doctor.apply_fix(rep, str(tmp_path / "sysctl.d/60-aiohook.conf"), str(proc))
     assert proc.read_text() == "65536" and lines
     assert "fs.aio-max-nr = 65536" in (tmp_path / "sysctl.d/60-aiohook.conf").read_text()
+
+
+def test_silent_fallback_detected_from_status_xml(tmp_path):
+    from aiohook.budget.cli import silent_fallbacks
+
+    status = (b"<domstatus state='running' pid='42'><monitor path='/x'/>"
+              + domain(disk("/a", "vda", "native"), name="quiet") + b"</domstatus>")
+    (tmp_path / "quiet.xml").write_bytes(status)
+    (tmp_path / "loud.xml").write_bytes(b"<domstatus>" + domain(disk("/a", "vda", "native"),
+                                                                  name="loud") + b"</domstatus>")
+    holders = [procscan.AioHolder(42, 0, 0, "quiet", "qemu", "9.1.0"),
+               procscan.AioHolder(43, 1, 1024, "loud", "qemu", "9.1.0")]
+    out = silent_fallbacks(holders, str(tmp_path))
+    assert [f["domain"] for f in out] == ["quiet"]
+    assert out[0]["predicted_contexts_at_start"] == 1 and out[0]["native_disks"] == ["vda"]
