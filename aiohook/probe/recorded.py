@@ -407,6 +407,7 @@ class RecordedProbe:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise FactsError("facts file is not UTF-8", file=path) from None
+        del data  # a fleet's facts file is tens of MiB: not twice in memory while parsing
         self.host, self.sources, self.volumes = parse_facts(text, path)
 
     def host_facts(self, emulator: str | None) -> HostFacts:
