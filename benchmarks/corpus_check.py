@@ -254,7 +254,7 @@ class Checker:
                 self.violation(path, f"undocumented error (exit {exc.exit_code}): {line!r}")
             self.failures[error_kind(exc)] += 1
             return
-        except Exception as exc:  # exit 70 in the CLI: a bug
+        except Exception as exc:  # noqa: BLE001 - exit 70 in the CLI: a bug
             self.violation(path, f"internal error (exit {EXIT_INTERNAL}): "
                                  f"{type(exc).__name__}: {exc}")
             self.failures[f"internal: {type(exc).__name__}"] += 1
@@ -364,7 +364,7 @@ def run(directory: str, rules: str = "default", facts_out: str | None = None,
         lost = set(expected) ^ set(checker.probe.sources)
         if lost:  # the facts writer and reader must round-trip every path
             checker.violation(facts, f"{len(lost)} source paths do not round-trip, e.g. "
-                                     f"{sorted(lost)[0]!r}")
+                                     f"{min(lost)!r}")
         print(f"corpus {directory}: {len(paths)} XML files"
               + (" (variants included)" if variants else "")
               + f", {len(sources)} sources, {len(volumes)} volumes in "

@@ -28,6 +28,7 @@ the fixtures leave deliberately unknown stay unknown; pool volumes are shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import json
@@ -104,7 +105,7 @@ def generate(count: int, directory: str) -> dict:
             source_line(path, recorded)
         for i in range(count):
             name, data = rng.choices(templates, weights)[0]
-            data = _NAME.sub(lambda m: b"<name>" + m.group(1).strip() + b"-%06d</name>" % i,
+            data = _NAME.sub(lambda m, i=i: b"<name>" + m.group(1).strip() + b"-%06d</name>" % i,
                              data, count=1)
             data = _UUID.sub(b"<uuid>" + str(uuid.UUID(int=rng.getrandbits(128), version=4))
                              .encode() + b"</uuid>", data, count=1)
@@ -157,7 +158,7 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 def run_child(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int, int]:
     """(wall seconds, peak RSS KiB of the aiohook process alone, exit status)."""
     proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], stdout=stdout,
-                          stderr=subprocess.PIPE, cwd=ROOT)
+                          stderr=subprocess.PIPE, cwd=ROOT, check=False)
     lines = proc.stderr.decode(errors="replace").strip().splitlines()
     wall, maxrss, code = lines[-1].split()
     if int(code) != 0:
@@ -191,14 +192,9 @@ def profile(stats: dict, top: int = 25) -> None:
     from aiohook import cli
 
     argv = plan_command(stats["facts"], stats["list"])[3:]
-    real_stdout = sys.stdout
-    sys.stdout = open(os.devnull, "w")
     prof = cProfile.Profile()
-    try:
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
         prof.runcall(cli.main, argv)
-    finally:
-        sys.stdout.close()
-        sys.stdout = real_stdout
     for key in ("cumulative", "tottime"):
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(top)
@@ -235,7 +231,7 @@ def main(argv=None) -> int:
         best = min(walls)
         rows.append((count, stats["disks"], best, sorted(walls)[len(walls) // 2], max(rss),
                      stats["facts_bytes"]))
-        print(f"  runs: " + ", ".join(f"{w:.2f} s" for w in walls)
+        print("  runs: " + ", ".join(f"{w:.2f} s" for w in walls)
               + f"; best {count / best:,.0f} domains/s; peak RSS {max(rss) / 1024:.1f} MiB")
         if args.profile and count == (10000 if 10000 in args.counts else max(args.counts)):
             profile(stats)

@@ -18,13 +18,14 @@ import io
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import corpus_check  # noqa: E402
+import corpus_check
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "domains")
 LIBVIRT_CORPUS = os.environ.get("AIOHOOK_LIBVIRT_CORPUS", "/tmp/libvirt-corpus")
@@ -113,7 +114,7 @@ def test_facts_fast_path_matches_node_walker(tmp_path, monkeypatch):
     corpus_check.write_facts(*corpus_check.collect_sources(corpus_check.find_xml(FIXTURES)),
                              str(facts))
     texts = FAST_PATH_CASES + [facts.read_text(),
-                               open(os.path.join(FIXTURES, "facts.yaml")).read()]
+                               (Path(FIXTURES) / "facts.yaml").read_text()]
     fast_count = 0
     for text in texts:
         fast = recorded._parse_fast(text)
