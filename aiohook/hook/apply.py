@@ -64,7 +64,7 @@ def dominfo(connect: str | None, name: str) -> dict[str, str]:
 def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = False,
           all_: bool = False, out=None) -> int:
     from aiohook.cli import _unified_diff
-    from aiohook.hook.probe import HookProbe
+    from aiohook.probe.linux import LinuxProbe
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
     from aiohook.settings import load_settings
@@ -77,7 +77,7 @@ def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = Fal
     names = all_domains(connect) if all_ else domains
     settings = load_settings()
     ruleset = load_ruleset(settings.rules)
-    probe = HookProbe()
+    probe = LinuxProbe()
     failures: list[int] = []
     for name in names:
         try:

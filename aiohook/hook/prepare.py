@@ -16,12 +16,12 @@ from aiohook.hook import log
 
 def make_plan(domain: str, data: bytes, settings, op: str):
     """Plan the domain XML from stdin with the settings' rules and the live host."""
-    from aiohook.hook.probe import HookProbe
+    from aiohook.probe.linux import LinuxProbe
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
 
     ruleset = load_ruleset(settings.rules)
-    return plan_xml(data, f"<{op} {domain}>", ruleset, HookProbe())
+    return plan_xml(data, f"<{op} {domain}>", ruleset, LinuxProbe())
 
 
 def describe(disk) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from aiohook.errors import PolicyError
@@ -98,6 +97,8 @@ def _jsonable(arg: Any) -> Any:
 # --- loading and validation ----------------------------------------------
 
 def schema() -> dict:
+    from importlib import resources
+
     return json.loads(resources.files("aiohook.schemas").joinpath(RULES_SCHEMA).read_text())
 
 

@@ -169,9 +169,18 @@ def _stat_kind(mode: int) -> str:
     return "not a regular file or block device"
 
 
+def mount_point_of(path: str, mount_points: list[str]) -> str:
+    """The longest mount point that is a lexical prefix of `path`."""
+    best = "/"
+    for mp in mount_points:
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best = mp
+    return best
+
+
 def probe_path(
     request: SourceRequest,
-    mounts_text: str | None = None,
+    mounts: list[tuple[str, str]] | None = None,
     sys_root: str = "/sys",
 ) -> SourceFacts:
     """All facts about one source path. May block (dead mount): run it bounded."""
@@ -234,9 +243,9 @@ def probe_path(
         # KubeVirt's rule: preallocation=off and =metadata are sparse; falloc, full are not.
         facts.allocated = facts.allocated_bytes >= facts.virtual_size
     if facts.kind == "file":
-        if mounts_text is None:
-            mounts_text = _read_text("/proc/self/mountinfo") or ""
-        facts.fs = fs_type_for(facts.resolved, parse_mountinfo(mounts_text))
+        if mounts is None:
+            mounts = parse_mountinfo(_read_text("/proc/self/mountinfo") or "")
+        facts.fs = fs_type_for(facts.resolved, mounts)
     facts.o_direct, direct_error = probe_o_direct(path)
     if direct_error:
         errors.append(direct_error)
@@ -373,24 +382,42 @@ class LinuxProbe:
     def source_facts(
         self, requests: Sequence[SourceRequest], budget_s: float = DEFAULT_PROBE_BUDGET_S
     ) -> dict[str, SourceFacts]:
+        """One thread per mount point, all under one deadline.
+
+        The threads exist only so a dead NFS/FUSE mount cannot hang the caller; a
+        dead mount hangs every path below it, so one thread per mount point keeps
+        that guarantee at a fraction of a thread per path (256 disks: ~35 ms
+        instead of ~100 ms, benchmarks/README.md). Grouping uses the path as
+        written: resolving symlinks could itself hang.
+        """
         unique: dict[str, SourceRequest] = {}
         for request in requests:
             unique.setdefault(request.path, request)
-        mounts_text = _read_text(os.path.join(self.proc_root, "self/mountinfo")) or ""
-        jobs = {
-            path: (lambda r=request: self._probe_safely(r, mounts_text))
-            for path, request in unique.items()
-        }
-        done, late = run_bounded(jobs, budget_s)
-        for path in late:
-            done[path] = SourceFacts(
-                path=path, kind="unknown", error=f"probe timed out after {budget_s}s"
-            )
+        mounts = parse_mountinfo(_read_text(os.path.join(self.proc_root, "self/mountinfo")) or "")
+        mount_points = sorted({mp for mp, _ in mounts})
+        groups: dict[str, list[SourceRequest]] = {}
+        for path, request in unique.items():
+            groups.setdefault(mount_point_of(os.path.normpath(path), mount_points), []).append(request)
+        found: dict[str, SourceFacts] = {}
+
+        def job(batch: list[SourceRequest]):
+            def probe_all() -> None:
+                for request in batch:
+                    found[request.path] = self._probe_safely(request, mounts)
+
+            return probe_all
+
+        run_bounded({mp: job(batch) for mp, batch in groups.items()}, budget_s)
+        done = dict(found)  # a hung group may still add entries later: ignore those
+        for path in unique:
+            if path not in done:
+                done[path] = SourceFacts(path=path, kind="unknown",
+                                         error=f"probe timed out after {budget_s}s")
         return {request.path: done[request.path] for request in requests}
 
-    def _probe_safely(self, request: SourceRequest, mounts_text: str) -> SourceFacts:
+    def _probe_safely(self, request: SourceRequest, mounts: list[tuple[str, str]]) -> SourceFacts:
         try:
-            return probe_path(request, mounts_text, self.sys_root)
+            return probe_path(request, mounts, self.sys_root)
         except Exception as err:  # noqa: BLE001 - a probe bug must not kill the hook
             return SourceFacts(
                 path=request.path,
