@@ -75,6 +75,8 @@ class HostFacts:
         """io_uring only when every known fact allows it; unknown kernel support is a no."""
         if self.io_uring is not True or self.qemu_io_uring is False:
             return False
+        if self.libvirt_version and version_tuple(self.libvirt_version) < (6, 3):
+            return False  # libvirt learned io='io_uring' in 6.3
         return self.qemu_version is None or version_tuple(self.qemu_version) >= (5, 0)
 
     def to_dict(self) -> dict:

@@ -11,12 +11,17 @@ import sys
 
 import pytest
 
+from aiohook.calibrate.choose import rules_chooser
+from aiohook.probe.linux import LinuxProbe
+
+# what the real engine may choose for sparse images on this host
+IO_URING_USABLE = LinuxProbe().host_facts(None).io_uring_usable()
+
 from aiohook.calibrate import (
     CalibrateError,
     PlotUnavailable,
     WriteRefused,
     classify_path,
-    default_rules_standin,
     geomean,
     mode_allowed,
     parse_bench_output,
@@ -158,15 +163,6 @@ def test_regret_and_geomean():
     assert geomean([]) is None and geomean([0, 5]) is None
 
 
-def test_default_rules_standin():
-    class T:
-        expected_class = "file-sparse"
-
-    assert default_rules_standin(T()) == "threads"
-    T.expected_class = "block"
-    assert default_rules_standin(T()) == "native"
-
-
 # ------------------------------------------------------------------ a small real campaign
 
 
@@ -178,7 +174,7 @@ def lab_result(tmp_path_factory):
     res = run_calibration(
         work,
         kinds=("raw-sparse", "raw-preallocated", "qcow2-off"),
-        choose=default_rules_standin,
+        choose=rules_chooser("default"),
         progress=seen.append,
         **TINY,
     )
@@ -212,7 +208,7 @@ def test_best_never_native_on_sparse_and_regret_matches_scores(lab_result):
             assert c["allowed"]["native"] is False
             natives = [r for r in c["results"] if r["mode"] == "native"]
             assert all(r["allowed"] is False for r in natives)  # informational only
-            assert c["chosen"] == "threads"
+            assert c["chosen"] == ("io_uring" if IO_URING_USABLE else "threads")
         else:
             assert c["chosen"] == "native"
         s = c["scores"]
@@ -245,7 +241,7 @@ def test_read_only_calibrate_leaves_target_unchanged(tmp_path):
     path = _raw(tmp_path / "op.raw")
     before, mtime = _sha(path), os.stat(path).st_mtime_ns
     res = run_calibration(
-        str(tmp_path / "w"), kinds=(), targets=[path], choose=default_rules_standin, **TINY
+        str(tmp_path / "w"), kinds=(), targets=[path], choose=rules_chooser("default"), **TINY
     )
     assert _sha(path) == before and os.stat(path).st_mtime_ns == mtime
     (c,) = res["classes"]

@@ -26,19 +26,6 @@ from aiohook.calibrate.runner import (
 )
 
 
-def default_rules_standin(target) -> str | None:
-    """Stand-in for the engine's default rules (to be replaced by the real `chosen_mode`).
-
-    block and file-preallocated (O_DIRECT ok) -> native; file-sparse -> threads.
-    """
-    cls = getattr(target, "expected_class", None)
-    if cls in ("block", "file-preallocated"):
-        return "native"
-    if cls == "file-sparse":
-        return "threads"
-    return None
-
-
 __all__ = [
     "MODES",
     "WORKLOAD",
@@ -47,7 +34,6 @@ __all__ = [
     "PlotUnavailable",
     "WriteRefused",
     "classify_path",
-    "default_rules_standin",
     "geomean",
     "mode_allowed",
     "parse_bench_output",

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import stat
 import statistics
 import subprocess
 import time
@@ -148,46 +147,25 @@ def _spread(xs: list[float], nd: int = 1) -> dict:
 
 
 def classify_path(path: str) -> tuple[str, str, str]:
-    """(format, disk_type, storage class) of an operator's path, conservatively.
+    """(format, disk_type, storage class) of an operator's path, by the engine's own probe.
 
-    Any hole in the host file, or any guest range qcow2 has not allocated, makes
-    the target file-sparse (so native is never a candidate).
+    The format comes from qemu-img info; allocation, kind and class come from
+    LinuxProbe and aiohook.classify, exactly as a domain's disk would get them.
     """
-    st = os.stat(path)
-    if stat.S_ISBLK(st.st_mode):
-        return "raw", "block", "block"
-    if not stat.S_ISREG(st.st_mode):
-        raise CalibrateError(f"{path}: not a regular file or block device")
+    from aiohook.classify import classify
+    from aiohook.facts import SourceRequest
+    from aiohook.probe.linux import LinuxProbe
+
     fmt = image_info(path).get("format", "raw")
     if fmt not in ("raw", "qcow2"):
         raise CalibrateError(f"{path}: image format {fmt} not supported (raw, qcow2)")
-    sparse = st.st_blocks * 512 < st.st_size - (1 << 20)  # holes beyond slack
-    if not sparse and fmt == "raw":
-        sparse = _has_hole(path, st.st_size)
-    if not sparse and fmt == "qcow2":
-        r = subprocess.run(
-            [QEMU_IMG, "map", "-U", "--output=json", path],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if r.returncode != 0:
-            raise CalibrateError(f"qemu-img map {path}: " + " ".join(r.stderr.split())[:200])
-        sparse = any(not e.get("data") or e.get("zero") for e in json.loads(r.stdout))
-    return fmt, "file", "file-sparse" if sparse else "file-preallocated"
-
-
-def _has_hole(path: str, size: int) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return True
-    try:
-        return os.lseek(fd, 0, os.SEEK_HOLE) < size
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    facts = LinuxProbe().source_facts([SourceRequest(path, fmt)])[path]
+    if facts.kind not in ("file", "block"):
+        raise CalibrateError(f"{path}: not a regular file or block device ({facts.error or facts.kind})")
+    cls, reason = classify(facts.kind, True, facts)
+    if cls not in ("block", "file-preallocated", "file-sparse"):
+        raise CalibrateError(f"{path}: cannot classify: {reason}")
+    return fmt, facts.kind, cls
 
 
 def operator_target(path: str, allow_write: bool) -> CalTarget:
@@ -532,6 +510,8 @@ def run_calibration(
             plans.append(
                 {
                     "t": t,
+                    # asked now, on the storage as built: write runs later fill sparse images
+                    "chosen": _ask_rules(choose, t),
                     "caps": caps,
                     "allowed": allowed,
                     "measured": measured,
@@ -579,7 +559,7 @@ def run_calibration(
                         after_run(t, rw)
                         p.setdefault("stalls", []).append({"mode": m, "rw": rw, "depth": d, **s})
         for p in plans:
-            result["classes"].append(_summarize(p, choose, cells))
+            result["classes"].append(_summarize(p, cells))
 
     if targets:
         ops = []
@@ -609,7 +589,17 @@ def run_calibration(
     return result
 
 
-def _summarize(p: dict, choose, cells) -> dict:
+def _ask_rules(choose, t: CalTarget) -> tuple[str | None, str | None]:
+    """(mode the rules choose, or why asking failed)."""
+    if choose is None:
+        return None, None
+    try:
+        return choose(t.lab_target if t.lab_target is not None else t), None
+    except Exception as e:  # noqa: BLE001 - the rules' failure is data here, not a crash
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _summarize(p: dict, cells) -> dict:
     t: CalTarget = p["t"]
     results = []
     for m in p["measured"]:
@@ -659,14 +649,7 @@ def _summarize(p: dict, choose, cells) -> dict:
     best = max(allowed_scored, key=allowed_scored.get) if allowed_scored else None
     best_any = max((m for m in scores if scores[m]), key=scores.get, default=None)
     runner_up = sorted(allowed_scored.values(), reverse=True)[1:2]
-    target_obj = t.lab_target if t.lab_target is not None else t
-    chosen = None
-    choose_error = None
-    if choose is not None:
-        try:
-            chosen = choose(target_obj)
-        except Exception as e:  # noqa: BLE001 - the rules' failure is data here, not a crash
-            choose_error = f"{type(e).__name__}: {e}"
+    chosen, choose_error = p["chosen"]
     reg = regret(scores.get(chosen), scores.get(best)) if chosen and best else None
     entry = {
         "class": t.name,

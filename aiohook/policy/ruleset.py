@@ -178,7 +178,7 @@ def _describe_schema_error(err) -> tuple[tuple, str]:
         return path, f"missing key '{missing}'{_context(path)}"
     if err.validator == "oneOf" and field_name == "io" and "action" in path:
         return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
-                      "or a preference list of native/threads/io_uring")
+                      "or a preference list of native/threads/io_uring/keep")
     if err.validator == "oneOf" and field_name in CONDITIONS:
         cond = CONDITIONS[field_name]
         allowed = cond.possible()
@@ -187,7 +187,7 @@ def _describe_schema_error(err) -> tuple[tuple, str]:
         return path, f"condition '{field_name}': expected a string or a list of strings"
     if err.validator == "oneOf" and field_name == "io":
         return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
-                      "or a preference list of native/threads/io_uring")
+                      "or a preference list of native/threads/io_uring/keep")
     if err.validator == "oneOf" and field_name in ("match", "exclude") and err.context:
         # Name the real problem (an unknown condition, a bad value) rather than
         # "none of the selector forms fit": use the branch the author meant.

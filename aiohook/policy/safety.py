@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from aiohook.facts import IO_CAPABLE_TYPES, O_DIRECT_CACHES, DiskFacts, HostFacts
+from aiohook.facts import IO_CAPABLE_TYPES, O_DIRECT_CACHES, DiskFacts, HostFacts, version_tuple
 
 # Classes where io= has no effect (or no source to act on): io stays as found.
 NO_IO_EFFECT_CLASSES = ("network", "other", "empty")
@@ -76,6 +76,8 @@ def _io_uring_why(h: HostFacts) -> str:
         return "(kernel.io_uring_disabled forbids it)"
     if h.qemu_io_uring is False:
         return "(QEMU built without liburing)"
+    if h.libvirt_version and version_tuple(h.libvirt_version) < (6, 3):
+        return f"(libvirt {h.libvirt_version} is older than 6.3)"
     return f"(QEMU {h.qemu_version} is older than 5.0)"
 
 
