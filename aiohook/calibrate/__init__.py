@@ -8,22 +8,33 @@ CLI glue (aiohook calibrate) is a thin wrapper over:
     render_text(result) -> str, render_json(result) -> str, plot(result, path) -> None
 """
 
-from aiohook.calibrate.bench import (
-    MODES,
-    CalibrateError,
-    WriteRefused,
-    parse_bench_output,
-)
-from aiohook.calibrate.report import PlotUnavailable, plot, render_json, render_text
-from aiohook.calibrate.runner import (
-    WORKLOAD,
-    CalTarget,
-    classify_path,
-    geomean,
-    mode_allowed,
-    regret,
-    run_calibration,
-)
+import importlib
+
+# Exports load on first use, so `aiohook --help` doesn't import the benchmark machinery.
+_EXPORTS = {
+    "MODES": "bench",
+    "CalibrateError": "bench",
+    "WriteRefused": "bench",
+    "parse_bench_output": "bench",
+    "PlotUnavailable": "report",
+    "plot": "report",
+    "render_json": "report",
+    "render_text": "report",
+    "WORKLOAD": "runner",
+    "CalTarget": "runner",
+    "classify_path": "runner",
+    "geomean": "runner",
+    "mode_allowed": "runner",
+    "regret": "runner",
+    "run_calibration": "runner",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiohook.calibrate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"aiohook.calibrate.{module}"), name)
 
 
 __all__ = [
