@@ -144,7 +144,7 @@ def cmd_rewrite(args) -> int:
     if not args.output_dir:
         sys.stdout.buffer.write(outputs[0][1])
         return EXIT_OK
-    for (path, data), name in zip(outputs, names):
+    for (_, data), name in zip(outputs, names):
         target = os.path.join(args.output_dir, name + (".diff" if args.diff else ""))
         atomic_write(target, data)
     return EXIT_OK

@@ -25,7 +25,7 @@ import json
 import os
 
 from aiohook import __version__
-from aiohook.errors import AiohookError, FileAccessError, PolicyError
+from aiohook.errors import AiohookError, PolicyError
 from aiohook.paths import cache_dir, config_dir, packaged
 
 SETTINGS_FILE = "aiohook.yaml"
@@ -111,17 +111,9 @@ def load_settings(path: str | None = None, *, use_cache: bool = True) -> Setting
 
 
 def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_SETTINGS_BYTES + 1)
-    except FileNotFoundError:
-        raise FileAccessError("settings file: no such file", file=path) from None
-    except IsADirectoryError:
-        raise FileAccessError("settings file: is a directory", file=path) from None
-    except PermissionError:
-        raise FileAccessError("settings file: permission denied", file=path) from None
-    except OSError as exc:
-        raise FileAccessError(f"settings file: {exc.strerror or exc}", file=path) from None
+    from aiohook.fsutil import read_bounded
+
+    data = read_bounded(path, MAX_SETTINGS_BYTES)
     if len(data) > MAX_SETTINGS_BYTES:
         raise SettingsError(f"settings file is over {MAX_SETTINGS_BYTES} bytes", file=path)
     return data

@@ -127,7 +127,7 @@ def main() -> None:
             fh.write(facts)
         data = xml.encode()
 
-        def in_process():
+        def in_process(facts_path=facts_path, data=data, xml_path=xml_path, n=n):
             probe = RecordedProbe(facts_path)
             plan = plan_xml(data, xml_path, ruleset, probe)
             out = JsonReport(open(os.devnull, "w"))
@@ -137,8 +137,9 @@ def main() -> None:
 
         in_process()
         ip = median_ms(in_process, args.runs)
-        cli = median_ms(lambda: run([sys.executable, "-m", "aiohook", "plan", "--facts", facts_path,
-                                     "--format", "json", xml_path]), args.runs)
+        argv = [sys.executable, "-m", "aiohook", "plan", "--facts", facts_path, "--format", "json",
+                xml_path]
+        cli = median_ms(lambda argv=argv: run(argv), args.runs)
         print(f"{n:>6}  {ip:>13.2f}  {n / ip * 1000:>9.0f}  {cli:>8.1f}  {n / cli * 1000:>11.0f}  "
               f"{cli / python_floor:>19.1f}x")
 

@@ -11,12 +11,6 @@ import sys
 
 import pytest
 
-from aiohook.calibrate.choose import rules_chooser
-from aiohook.probe.linux import LinuxProbe
-
-# what the real engine may choose for sparse images on this host
-IO_URING_USABLE = LinuxProbe().host_facts(None).io_uring_usable()
-
 from aiohook.calibrate import (
     CalibrateError,
     PlotUnavailable,
@@ -32,6 +26,11 @@ from aiohook.calibrate import (
     run_calibration,
 )
 from aiohook.calibrate.bench import BenchSpec, parse_strace, run_bench, stride_for
+from aiohook.calibrate.choose import rules_chooser
+from aiohook.probe.linux import LinuxProbe
+
+# what the real engine may choose for sparse images on this host
+IO_URING_USABLE = LinuxProbe().host_facts(None).io_uring_usable()
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")
 

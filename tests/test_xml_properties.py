@@ -19,11 +19,11 @@ import collections
 import os
 import tempfile
 
+import domaingen
 import pytest
 from hypothesis import HealthCheck, given, settings
 from lxml import etree
 
-import domaingen
 from aiohook.domxml import parse_domain
 from aiohook.facts import O_DIRECT_CACHES
 from aiohook.paths import packaged

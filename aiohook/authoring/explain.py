@@ -144,7 +144,10 @@ def render_text(plan, explained: list[dict]) -> str:
             out.append(f"    {c['verdict']:>7}  {c['check']}: {c['why']}")
         io = dec["io"]
         cache = dec["cache"]
-        arrow = lambda b, a: _u(b) if b == a else f"{_u(b)} -> {_u(a)}"
+
+        def arrow(b, a):
+            return _u(b) if b == a else f"{_u(b)} -> {_u(a)}"
+
         out.append(
             f"  decision: io {arrow(io['before'], io['after'])}, cache "
             f"{arrow(cache['before'], cache['after'])} by {dec['rule']}"

@@ -94,7 +94,7 @@ def lint_text(text: bytes, filename: str) -> list[Finding]:
         return _sorted(findings)
     ruleset = build_ruleset(text, filename)
     lines = {}
-    for i, raw in enumerate(doc.data["rules"]):
+    for i in range(len(doc.data["rules"])):
         lines[i] = {k: doc.line(("rules", i, k)) for k in ("name", "match", "exclude", "action")}
         lines[i]["io"] = doc.line(("rules", i, "action", "io"))
     findings += _duplicates(ruleset, lines, filename)

@@ -179,7 +179,7 @@ def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
     )
     plans, by_file, load_failures = {}, {}, []
     probes: dict[str, object] = {}
-    for i, entry in enumerate(data["domains"]):
+    for entry in data["domains"]:
         file = entry["file"]
         facts = entry.get("facts", data.get("facts"))
         try:

@@ -25,7 +25,6 @@ Method (also written into every result's "method" key):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform

@@ -40,7 +40,7 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def parse_domain(data: bytes, source: str = "<stdin>") -> "DomainDocument":
+def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
     """Parse untrusted domain XML; every failure is a one-line DomainXMLError."""
     if len(data) > MAX_XML_BYTES:
         raise DomainXMLError(

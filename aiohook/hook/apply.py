@@ -64,9 +64,9 @@ def dominfo(connect: str | None, name: str) -> dict[str, str]:
 def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = False,
           all_: bool = False, out=None) -> int:
     from aiohook.cli import _unified_diff
-    from aiohook.probe.linux import LinuxProbe
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
+    from aiohook.probe.linux import LinuxProbe
     from aiohook.settings import load_settings
 
     out = out or sys.stdout

@@ -117,21 +117,9 @@ def render_launcher(python: str, sys_path: list[str], env: dict[str, str],
 
 
 def _write_executable(path: str, text: str) -> None:
-    tmp = f"{path}.aiohook-tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o755)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise FileAccessError(f"cannot write: {exc.strerror or exc}", file=path) from None
+    from aiohook.fsutil import atomic_write
+
+    atomic_write(path, text.encode(), mode=0o755)
 
 
 def _check_launcher(python: str, sys_path: list[str], launcher: str) -> None:

@@ -16,9 +16,9 @@ from aiohook.hook import log
 
 def make_plan(domain: str, data: bytes, settings, op: str):
     """Plan the domain XML from stdin with the settings' rules and the live host."""
-    from aiohook.probe.linux import LinuxProbe
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
+    from aiohook.probe.linux import LinuxProbe
 
     ruleset = load_ruleset(settings.rules)
     return plan_xml(data, f"<{op} {domain}>", ruleset, LinuxProbe())

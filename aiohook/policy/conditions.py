@@ -6,9 +6,10 @@ A condition reads one fact of a disk and tests it against the rule's argument.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Callable
+from typing import Any
 
 from aiohook.facts import CACHE_MODES, DISK_CLASSES, IO_MODES, DiskFacts
 

@@ -73,7 +73,7 @@ class Ruleset:
         }
 
     @classmethod
-    def from_compiled(cls, data: dict) -> "Ruleset":
+    def from_compiled(cls, data: dict) -> Ruleset:
         def dnf(raw):
             return tuple(tuple((k, tuple(a) if isinstance(a, list) else a) for k, a in c)
                          for c in raw)

@@ -6,8 +6,8 @@ why it is refused, or None.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aiohook.facts import IO_CAPABLE_TYPES, O_DIRECT_CACHES, DiskFacts, HostFacts, version_tuple
 

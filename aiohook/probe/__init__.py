@@ -7,7 +7,8 @@ The policy never imports this package: it only sees DiskFacts/HostFacts.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
 
