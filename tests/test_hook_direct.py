@@ -58,7 +58,7 @@ class Env:
       <target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
+      <driver name='qemu' type='raw' io='threads'/>
       <source file='{self.sparse}'/>
       <target dev='vdb' bus='virtio'/>
     </disk>{extra_disks}
@@ -116,7 +116,7 @@ def test_refuse_names_every_disk_its_io_the_wanted_io_and_the_rule(env, tmp_path
            f"cache=none (rule " in err
     assert f"vdc ({other}): io=unset (threads) cache=unset -> wanted io=native cache=none" \
         in err
-    assert "vdb" not in err  # the sparse disk is as the rules want
+    assert "vdb" not in err  # the sparse disk (explicit io='threads') is as the rules want
     assert "aiohook apply dom" in err
     assert "Traceback" not in err
     assert env.decisions()[-1]["outcome"] == "refused"
