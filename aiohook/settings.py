@@ -7,7 +7,7 @@ The keys are a contract (README "Settings"):
     on_budget_exceeded: refuse | degrade | warn   default refuse
     budget:
       reserve_events: N                     default 0 (int >= 0)
-      check: events_at_start | events_max   default events_max
+      check: events_at_start | events_max   default events_at_start
     rules: PATH | PROFILE                   default: CONFIG_DIR/rules.yaml, else packaged
 
 Strict: an unknown key, a wrong type or value is an error naming file:line and
@@ -41,7 +41,7 @@ DEFAULTS = {
     "on_error": "allow",
     "on_budget_exceeded": "refuse",
     "budget_reserve_events": 0,
-    "budget_check": "events_max",
+    "budget_check": "events_at_start",
     "rules": None,
 }
 TOP_KEYS = ("enforce", "on_error", "on_budget_exceeded", "budget", "rules")
