@@ -19,11 +19,11 @@ import threading
 import time
 
 import pytest
+from test_budget_shapes import SHAPES, disk
 
 from aiohook.budget import procscan
 from aiohook.budget.demand import demand_for_document
 from aiohook.domxml import parse_domain
-from test_budget_shapes import SHAPES, disk
 
 AIOHOOK = [sys.executable, "-m", "aiohook"]
 NATIVE_ERR = "Unable to use native AIO"
@@ -256,12 +256,12 @@ def test_parallel_starts_never_overbook(libvirt_host, images, hooked):
     for i, name in enumerate(names):
         env.define(env.domain_xml(name, disk(images[f"f{i}"], "vda", "native")))
     hooked.configure(mode="refuse")
-    for attempt in range(4):
+    for _attempt in range(4):
         s0 = snap()
         limit = s0[0] + k * 1024 + 512  # room for K contexts, not K+1
         results = {}
         with env.sysctl("/proc/sys/fs/aio-max-nr", str(limit)):
-            def start(name):
+            def start(name, results=results):
                 results[name] = env.virsh("start", name, check=False)
 
             threads = [threading.Thread(target=start, args=(nm,)) for nm in names]

@@ -11,11 +11,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from test_budget_shapes import SHAPES, disk
 
 from aiohook.budget import demand, gate, ledger, procscan, supply
 from aiohook.domxml import parse_domain
 from aiohook.facts import HostFacts
-from test_budget_shapes import SHAPES, disk
 
 IMAGES = {f"f{i}": f"/img/f{i}.raw" for i in range(6)} | {"blk": "/dev/loop9"}
 EXPECTED = {  # shape -> (events_at_start, events_max) on QEMU >= 5.0

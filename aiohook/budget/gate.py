@@ -17,7 +17,6 @@ budget_check: events_max, and the reservation then stays until the domain stops.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from aiohook.budget import ledger as _ledger

@@ -60,7 +60,7 @@ class Ledger:
         self._fd: int | None = None
         self._dirty = False
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         if self.create:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self._fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
