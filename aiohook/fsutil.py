@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 from aiohook.errors import FileAccessError
 
@@ -30,6 +29,8 @@ def read_bounded(path: str, limit: int, error: type = FileAccessError) -> bytes:
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write data to path so that readers see the old file or the new one, never half."""
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".aiohook-", dir=directory)

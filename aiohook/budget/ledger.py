@@ -27,21 +27,19 @@ Entries, keyed by domain name:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
+
+from aiohook.errors import AiohookError
+from aiohook.fsutil import atomic_write
+from aiohook.paths import state_dir
 
 LEDGER_FILE = "aio-ledger.json"
 LOCK_FILE = "aio-ledger.lock"
 PENDING_TTL_S = 120.0
 VERSION = 1
-
-
-def state_dir() -> str:
-    return os.environ.get("AIOHOOK_STATE_DIR") or "/run/aiohook"
 
 
 def _now() -> tuple[float, float]:
@@ -95,25 +93,17 @@ class Ledger:
             return entries
         except (ValueError, KeyError, TypeError) as exc:
             self.rebuilt = f"{self.path} was corrupt ({exc}); rebuilt empty"
-            with contextlib.suppress(OSError):
+            try:
                 os.replace(self.path, self.path + ".corrupt")
+            except OSError:
+                pass
             self._dirty = True
             return {}
 
     def _save(self) -> None:
         data = json.dumps({"version": VERSION, "reservations": self.entries},
                           indent=1, sort_keys=True).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".aio-ledger-", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, data)
         self._dirty = False
 
     # -- entries
@@ -180,7 +170,7 @@ def settle(domain: str, op: str, subop: str) -> None:
                 led.mark_running(domain)
             else:
                 led.drop(domain)
-    except OSError:
+    except (OSError, AiohookError):
         return  # bookkeeping must never fail a stop; the TTL cleans up
 
 

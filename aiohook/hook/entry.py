@@ -64,10 +64,6 @@ def _settle(domain: str, op: str, subop: str) -> None:
         from aiohook.budget.ledger import settle
 
         settle(domain, op, subop)
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("aiohook.budget", "aiohook.budget.ledger"):
-            raise
-        return  # the budget feature is not there
     except Exception as exc:  # noqa: BLE001
         from aiohook.hook.log import ERR, say
 
