@@ -291,3 +291,19 @@ def test_silent_fallback_detected_from_status_xml(tmp_path):
     out = silent_fallbacks(holders, str(tmp_path))
     assert [f["domain"] for f in out] == ["quiet"]
     assert out[0]["predicted_contexts_at_start"] == 1 and out[0]["native_disks"] == ["vda"]
+
+
+def test_only_qemu_pid_files_are_domains(tmp_path):
+    """/run/libvirt/qemu/driver.pid is libvirtd's own lock file, not a domain."""
+    proc = tmp_path / "proc"
+    run = tmp_path / "run"
+    run.mkdir()
+    for pid, argv in ((100, [b"libvirtd", b"-d"]),
+                      (200, [b"/usr/bin/qemu-system-x86_64", b"-name", b"guest=web1,debug-threads=on"])):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(b"\0".join(argv) + b"\0")
+        (proc / str(pid) / "maps").write_text("7f00-7f01 rw-s 00000000 00:0f 1 /[aio] (deleted)\n")
+    (run / "driver.pid").write_text("100\n")
+    (run / "web1.pid").write_text("200\n")
+    holders = procscan.qemu_holders(proc_root=str(proc), run_dir=str(run))
+    assert [(h.domain, h.pid, h.contexts) for h in holders] == [("web1", 200, 1)]

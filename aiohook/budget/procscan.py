@@ -125,8 +125,9 @@ def qemu_holders(proc_root: str | None = None, run_dir: str | None = None,
     """Every running QEMU (libvirt pid files first, then `qemu-system*` processes),
     sorted by events held, largest first."""
     proc_root = proc_root or PROC_ROOT
+    # A domain's pid file names its QEMU; others there (driver.pid: libvirtd's own) don't.
     by_pid = {pid: name for pid, name in libvirt_pids(run_dir).items()
-              if os.path.exists(os.path.join(proc_root, str(pid)))}
+              if _is_qemu(_cmdline(pid, proc_root))}
     for entry in _pids(proc_root):
         if entry in by_pid:
             continue
