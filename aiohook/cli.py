@@ -138,8 +138,7 @@ def cmd_rewrite(args) -> int:
     for path, plan in zip(args.xml, plans):
         new = plan.document.serialize()
         if args.diff:
-            old = read_xml(path)
-            new = _unified_diff(old, new, _label(path)).encode()
+            new = _unified_diff(plan.document.original, new, _label(path)).encode()
         outputs.append((path, new))
     if not args.output_dir:
         sys.stdout.buffer.write(outputs[0][1])

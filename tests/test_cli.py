@@ -143,6 +143,15 @@ def test_rewrite_diff(env):
     assert ok(aiohook(env, "rewrite", "--facts", FACTS, "--diff", UNCHANGED)) == b""
 
 
+def test_rewrite_diff_from_stdin_matches_the_file(env):
+    """stdin is read once: the diff's old side is the XML that was planned."""
+    from_stdin = ok(aiohook(env, "rewrite", "--facts", FACTS, "--diff", "-",
+                            stdin=CHANGING.read_bytes())).decode()
+    from_file = ok(aiohook(env, "rewrite", "--facts", FACTS, "--diff", CHANGING)).decode()
+    assert from_stdin.splitlines()[2:] == from_file.splitlines()[2:]
+    assert len(from_stdin.splitlines()) < 20  # a few driver lines, not the whole document
+
+
 def test_rewrite_several_need_output_dir(env, tmp_path):
     res = aiohook(env, "rewrite", "--facts", FACTS, CHANGING, UNCHANGED)
     assert res.returncode == 2 and res.stdout == b""

@@ -82,6 +82,11 @@ class DomainDocument:
         self._created: list[etree._Element] = []  # <driver> elements this run added
 
     @property
+    def original(self) -> bytes:
+        """The bytes this document was parsed from."""
+        return self._original
+
+    @property
     def name(self) -> str:
         text = self.root.findtext("name")
         return text.strip() if text else ""
