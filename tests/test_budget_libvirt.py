@@ -25,6 +25,8 @@ from aiohook.budget import procscan
 from aiohook.budget.demand import demand_for_document
 from aiohook.domxml import parse_domain
 
+pytestmark = [pytest.mark.libvirt, pytest.mark.root]
+
 AIOHOOK = [sys.executable, "-m", "aiohook"]
 NATIVE_ERR = "Unable to use native AIO"
 

@@ -361,6 +361,7 @@ def test_decision_log_rotates_and_stays_bounded(env, monkeypatch):
     assert last["domain"] == "d399"
 
 
+@pytest.mark.libvirt  # holds the host lock while it binds /dev/log
 def test_syslog_identifier(env, libvirt_host):
     """With /dev/log present (bound here when missing, under the host lock that
     libvirt_host holds), lines carry the ident `aiohook`."""
