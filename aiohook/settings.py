@@ -7,7 +7,7 @@ The keys are a contract (README "Settings"):
     on_budget_exceeded: refuse | degrade | warn   default refuse
     budget:
       reserve_events: N                     default 0 (int >= 0)
-      check: events_at_start | events_max   default events_at_start
+      check: events_max | events_at_start   default events_max
     rules: PATH | PROFILE                   default: CONFIG_DIR/rules.yaml, else packaged
 
 Strict: an unknown key, a wrong type or value is an error naming file:line and
@@ -34,14 +34,14 @@ MAX_SETTINGS_BYTES = 1 << 20
 ENFORCE = ("off", "warn", "refuse")
 ON_ERROR = ("allow", "refuse")
 ON_BUDGET_EXCEEDED = ("refuse", "degrade", "warn")
-BUDGET_CHECK = ("events_at_start", "events_max")
+BUDGET_CHECK = ("events_max", "events_at_start")
 
 DEFAULTS = {
     "enforce": "warn",
     "on_error": "allow",
     "on_budget_exceeded": "refuse",
     "budget_reserve_events": 0,
-    "budget_check": "events_at_start",
+    "budget_check": "events_max",
     "rules": None,
 }
 TOP_KEYS = ("enforce", "on_error", "on_budget_exceeded", "budget", "rules")
@@ -111,9 +111,9 @@ def load_settings(path: str | None = None, *, use_cache: bool = True) -> Setting
 
 
 def _read(path: str) -> bytes:
-    from aiohook.fsutil import read_bounded
+    from aiohook.fsutil import read_policy
 
-    data = read_bounded(path, MAX_SETTINGS_BYTES)
+    data = read_policy(path, MAX_SETTINGS_BYTES)  # the hook: StrictModes check (fsutil)
     if len(data) > MAX_SETTINGS_BYTES:
         raise SettingsError(f"settings file is over {MAX_SETTINGS_BYTES} bytes", file=path)
     return data

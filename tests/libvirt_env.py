@@ -1,8 +1,16 @@
-"""A real libvirtd for the tests: started when missing, shared under one host lock.
+"""Real libvirt stacks for the tests, each started when missing, all under one host lock.
 
-Tests that touch libvirtd, /etc/libvirt/hooks or host sysctls hold HOST_LOCK for
-their whole duration (the `libvirt_host` fixture in conftest.py does), so two
-suites or two developers never change the host under each other.
+Two stacks share this machine's kernel, and so one fs.aio-nr:
+
+- ``host``: the machine's own libvirt 9.0 / QEMU 7.2 (Debian 12);
+- ``modern``: libvirt 11.x / QEMU 10.x from bookworm-backports in a chroot
+  (built by tests/stacks/build-modern.sh, cached under /var/cache/aiohook),
+  with its own virtlogd and libvirtd, a tmpfs /run, and the checkout, /tmp and
+  /var/tmp bind-mounted at the same paths (shared storage for migration).
+
+Tests that touch a libvirtd, /etc/libvirt/hooks or host sysctls hold HOST_LOCK
+for their whole duration (conftest.py's session fixtures do), so two suites or
+two developers never change the host under each other.
 """
 
 from __future__ import annotations
@@ -11,26 +19,31 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import uuid
 
 HOST_LOCK = "/run/aiohook-tests.lock"
 DOMAIN_PREFIX = "aiohook-test-"
 QEMU_BIN = "/usr/bin/qemu-system-x86_64"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODERN_ROOT = os.environ.get("AIOHOOK_MODERN_ROOT", "/var/cache/aiohook/stack-modern")
+QEMU_UID = 64055  # libvirt-qemu on both stacks (Debian's fixed uid)
+STACKS = ("host", "modern")
+GUEST_DIR = os.environ.get("AIOHOOK_GUEST_DIR", "/var/cache/aiohook/guest")
+GUEST_DONE = "AIOHOOK-GUEST-READ-ALL-DONE"
 
 
 class Unavailable(Exception):
-    """libvirt can't be used here; the message names what is missing."""
+    """A stack can't be used here; the message names what is missing."""
 
 
-def run(*argv: str, check: bool = True, timeout: float = 120, input: bytes | None = None):
+def run(*argv: str, check: bool = True, timeout: float = 120, input: bytes | None = None,
+        env: dict | None = None):
     return subprocess.run(list(argv), capture_output=True, timeout=timeout, check=check,
-                          input=input)
-
-
-def virsh(*args: str, check: bool = True, timeout: float = 120):
-    return run("virsh", "-c", "qemu:///system", *args, check=check, timeout=timeout)
+                          input=input, env=env)
 
 
 @contextlib.contextmanager
@@ -44,62 +57,23 @@ def host_lock():
         os.close(fd)
 
 
-def _running(name: str) -> bool:
-    return run("pgrep", "-x", name, check=False).returncode == 0
-
-
-def ensure_libvirtd() -> None:
-    """Start virtlogd and libvirtd by hand (no systemd) and wait until virsh answers."""
-    if os.geteuid() != 0:
-        raise Unavailable("not root: libvirtd tests need root")
-    for tool in ("virsh", "libvirtd", "virtlogd"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise Unavailable(f"{tool} missing: install libvirt-daemon-system libvirt-clients")
-    if not os.path.exists(QEMU_BIN):
-        raise Unavailable("qemu-system-x86_64 missing: install qemu-system-x86")
-    if not _running("virtlogd"):
-        run("virtlogd", "-d")
-    if not _running("libvirtd"):
-        run("libvirtd", "-d")
-    wait_for_libvirtd()
-
-
-def wait_for_libvirtd(timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if virsh("version", check=False, timeout=30).returncode == 0:
-                return
-        except subprocess.TimeoutExpired:  # the first start probes QEMU capabilities
-            pass
-        time.sleep(0.2)
-    raise Unavailable(f"libvirtd did not answer within {timeout:.0f} s")
-
-
-def restart_libvirtd() -> None:
-    """libvirtd finds hooks only when it starts. Running domains survive the restart."""
-    run("pkill", "-x", "libvirtd", check=False)
-    deadline = time.monotonic() + 20
-    while _running("libvirtd") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    run("libvirtd", "-d")
-    wait_for_libvirtd()
-
-
 def unique_name(tag: str) -> str:
     return f"{DOMAIN_PREFIX}{tag}-{uuid.uuid4().hex[:6]}"
 
 
 def domain_xml(name: str, disks_xml: str, *, iothreads: int = 0, extra_devices: str = "",
-               memory_mib: int = 32) -> str:
-    """A type='qemu' domain (no /dev/kvm needed) with no guest OS."""
+               memory_mib: int = 32, vcpus: int = 1, os_xml: str = "", features: str = "",
+               domain_type: str = "qemu") -> str:
+    """A type='qemu' domain (no /dev/kvm needed); no guest OS unless os_xml is given."""
     iot = f"<iothreads>{iothreads}</iothreads>" if iothreads else ""
-    return f"""<domain type='qemu'>
+    boot = os_xml or ("<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>")
+    return f"""<domain type='{domain_type}'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>1</vcpu>
+  <vcpu>{vcpus}</vcpu>
   {iot}
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  {boot}
+  {features}
   <devices>
     <emulator>{QEMU_BIN}</emulator>
     {disks_xml}
@@ -111,29 +85,36 @@ def domain_xml(name: str, disks_xml: str, *, iothreads: int = 0, extra_devices: 
 """
 
 
-def define(xml: str) -> None:
-    run("virsh", "-c", "qemu:///system", "define", "/dev/stdin", input=xml.encode())
+def guest_parts(console: str) -> dict:
+    """domain_xml() arguments for the tiny guest (tests/stacks/build-guest.sh) that
+    reads every disk once per queue, then idles; its serial console goes to `console`."""
+    if not os.path.exists(os.path.join(GUEST_DIR, "stamp")):
+        raise Unavailable(f"no test guest at {GUEST_DIR}: run tests/stacks/build-guest.sh "
+                          f"{GUEST_DIR} (make test does)")
+    os_xml = (f"<os><type arch='x86_64' machine='pc'>hvm</type>"
+              f"<kernel>{GUEST_DIR}/vmlinuz</kernel><initrd>{GUEST_DIR}/initrd.img</initrd>"
+              f"<cmdline>console=ttyS0 panic=-1 quiet</cmdline></os>")
+    serial = (f"<serial type='file'><source path='{console}'/><target port='0'/></serial>"
+              f"<console type='file'><source path='{console}'/><target type='serial' port='0'/>"
+              f"</console>")
+    return {"os_xml": os_xml, "features": "<features><acpi/><apic/></features>",
+            "serial": serial, "memory_mib": 256}
 
 
-def destroy_and_undefine(name: str) -> None:
-    virsh("destroy", name, check=False, timeout=60)
-    virsh("undefine", name, "--managed-save", "--nvram", check=False, timeout=60)
-    virsh("undefine", name, check=False, timeout=60)
-
-
-def cleanup_test_domains() -> None:
-    out = virsh("list", "--all", "--name", check=False).stdout.decode()
-    for name in out.split():
-        if name.startswith(DOMAIN_PREFIX):
-            destroy_and_undefine(name)
-
-
-def qemu_pid(name: str) -> int | None:
-    try:
-        with open(f"/run/libvirt/qemu/{name}.pid") as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        return None
+def wait_for_guest(console: str, timeout: float = 90) -> str:
+    """Wait until the guest printed that it read every disk; returns its console text."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            with open(console, errors="replace") as fh:
+                text = fh.read()
+        except OSError:
+            text = ""
+        if GUEST_DONE in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"guest did not finish its reads in {timeout:.0f} s: {text[-2000:]}")
 
 
 def aio_nr() -> int:
@@ -153,3 +134,243 @@ def sysctl(path: str, value: str):
     finally:
         with open(path, "w") as fh:
             fh.write(old)
+
+
+def _pids_rooted_at(root: str, comm: str) -> list[int]:
+    """Processes named comm whose root directory is root ('/' for the host's own)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as fh:
+                if fh.read().strip() != comm:
+                    continue
+            if os.path.realpath(os.readlink(f"/proc/{entry}/root")) == os.path.realpath(root):
+                out.append(int(entry))
+        except OSError:
+            continue
+    return out
+
+
+class Stack:
+    """One libvirt + QEMU stack: its daemons, its paths as the host sees them, and
+    how to run aiohook inside it."""
+
+    def __init__(self, name: str, root: str = "/"):
+        self.name = name
+        self.root = root
+        self.chroot = root != "/"
+        sock = os.path.join(root, "run/libvirt/libvirt-sock")
+        self.uri = f"qemu+unix:///system?socket={sock}" if self.chroot else "qemu:///system"
+        self.qemu_version: str | None = None
+        self.libvirt_version: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Stack({self.name})"
+
+    # -- paths as the host sees them
+    def path(self, inside: str) -> str:
+        return os.path.join(self.root, inside.lstrip("/")) if self.chroot else inside
+
+    @property
+    def hooks_dir(self) -> str:
+        return self.path("/etc/libvirt/hooks")
+
+    def domain_log(self, name: str) -> str:
+        try:
+            with open(self.path(f"/var/log/libvirt/qemu/{name}.log"), errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def qemu_pid(self, name: str) -> int | None:
+        try:
+            with open(self.path(f"/run/libvirt/qemu/{name}.pid")) as fh:
+                pid = int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if os.path.exists(f"/proc/{pid}") else None
+
+    def live_xml_file(self, name: str) -> str:
+        return self.path(f"/run/libvirt/qemu/{name}.xml")
+
+    # -- commands inside the stack
+    def argv(self, *argv: str) -> list[str]:
+        return ["chroot", self.root, *argv] if self.chroot else list(argv)
+
+    def aiohook_argv(self, *args: str) -> list[str]:
+        """aiohook from this checkout, run by the stack's own Python."""
+        if self.chroot:
+            return ["chroot", self.root, "/usr/bin/python3", "-m", "aiohook", *args]
+        return [sys.executable, "-m", "aiohook", *args]
+
+    def aiohook_env(self, extra: dict | None = None) -> dict:
+        env = dict(os.environ)
+        if self.chroot:
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
+                   "PYTHONPATH": CHECKOUT}
+        env.update(extra or {})
+        return env
+
+    def aiohook(self, *args: str, env: dict | None = None, check: bool = True,
+                timeout: float = 300, input: bytes | None = None):
+        done = subprocess.run(self.aiohook_argv(*args), capture_output=True, timeout=timeout,
+                              env=self.aiohook_env(env), input=input, cwd="/")
+        if check and done.returncode != 0:
+            raise AssertionError(f"[{self.name}] aiohook {args} -> {done.returncode}: "
+                                 f"{done.stderr.decode(errors='replace')}")
+        return done
+
+    def virsh(self, *args: str, check: bool = True, timeout: float = 120):
+        return run("virsh", "-c", self.uri, *args, check=check, timeout=timeout)
+
+    def define(self, xml: str) -> None:
+        run("virsh", "-c", self.uri, "define", "/dev/stdin", input=xml.encode())
+
+    def hmp(self, name: str, command: str, check: bool = True):
+        return self.virsh("qemu-monitor-command", name, "--hmp", command, check=check)
+
+    def destroy_and_undefine(self, name: str) -> None:
+        self.virsh("destroy", name, check=False, timeout=60)
+        self.virsh("undefine", name, "--managed-save", "--nvram", check=False, timeout=60)
+        self.virsh("undefine", name, check=False, timeout=60)
+
+    def cleanup_test_domains(self) -> None:
+        out = self.virsh("list", "--all", "--name", check=False).stdout.decode()
+        for name in out.split():
+            if name.startswith(DOMAIN_PREFIX):
+                self.destroy_and_undefine(name)
+
+    # -- daemons
+    def _daemon_pids(self, name: str) -> list[int]:
+        return _pids_rooted_at(self.root, name)
+
+    def ensure_running(self) -> None:
+        if os.geteuid() != 0:
+            raise Unavailable("not root: libvirtd tests need root")
+        if self.chroot:
+            self._mount()
+        for tool in ("virsh", "libvirtd", "virtlogd"):
+            if not any(os.path.exists(self.path(f"{d}/{tool}")) for d in ("/usr/bin", "/usr/sbin")):
+                raise Unavailable(f"[{self.name}] {tool} missing: install libvirt-daemon-system "
+                                  "libvirt-clients")
+        if not os.path.exists(self.path(QEMU_BIN)):
+            raise Unavailable(f"[{self.name}] qemu-system-x86_64 missing: install qemu-system-x86")
+        if not self._daemon_pids("virtlogd"):
+            run(*self.argv("virtlogd", "-d"))
+        if not self._daemon_pids("libvirtd"):
+            run(*self.argv("libvirtd", "-d"))
+        self.wait()
+        ver = self.virsh("version", "--daemon").stdout.decode()
+        for line in ver.splitlines():
+            if line.startswith("Running hypervisor: QEMU "):
+                self.qemu_version = line.split()[-1]
+            elif line.startswith("Running against daemon: "):
+                self.libvirt_version = line.split()[-1]
+
+    def wait(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.virsh("version", check=False, timeout=30).returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:  # the first start probes QEMU capabilities
+                pass
+            time.sleep(0.2)
+        raise Unavailable(f"[{self.name}] libvirtd did not answer within {timeout:.0f} s")
+
+    def restart_libvirtd(self) -> None:
+        """libvirtd finds hooks only when it starts. Running domains survive the restart."""
+        self._kill("libvirtd")
+        run(*self.argv("libvirtd", "-d"))
+        self.wait()
+
+    def _kill(self, daemon: str, sig: int = signal.SIGTERM) -> None:
+        for pid in self._daemon_pids(daemon):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 20
+        while self._daemon_pids(daemon) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in self._daemon_pids(daemon):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Stop a chroot stack's daemons and undo its mounts (the host's are left running)."""
+        if not self.chroot:
+            return
+        with contextlib.suppress(Exception):
+            self.cleanup_test_domains()
+        self._kill("libvirtd")
+        self._kill("virtlogd")
+        self._umount()
+
+    # -- the chroot's mounts
+    def _mounts(self) -> list[tuple[str, list[str]]]:
+        """(target inside, mount argv) in mount order."""
+        binds = [("/proc", ["--bind", "/proc"]), ("/sys", ["--rbind", "/sys"]),
+                 ("/dev", ["--rbind", "/dev"]), ("/run", ["-t", "tmpfs", "-o", "mode=755", "tmpfs"])]
+        for shared in (CHECKOUT, "/var/tmp", "/tmp", GUEST_DIR):
+            binds.append((shared, ["--rbind", shared]))
+        return binds
+
+    def _mounted(self, target: str) -> bool:
+        with open("/proc/self/mounts") as fh:
+            return any(line.split()[1] == target for line in fh)
+
+    def _mount(self) -> None:
+        if not os.path.exists(os.path.join(self.root, ".aiohook-stack")):
+            raise Unavailable(f"[{self.name}] no stack at {self.root}: run "
+                              f"tests/stacks/build-modern.sh {self.root} (make test does)")
+        for inside, args in self._mounts():
+            target = self.path(inside)
+            if self._mounted(target):
+                continue
+            os.makedirs(target, exist_ok=True)
+            run("mount", *args, target)
+            if "--rbind" in args:
+                run("mount", "--make-rslave", target)
+        for d in ("/run/lock", "/run/libvirt"):
+            os.makedirs(self.path(d), exist_ok=True)
+
+    def _umount(self) -> None:
+        for inside, _args in reversed(self._mounts()):
+            target = self.path(inside)
+            for _ in range(3):
+                if not self._mounted(target):
+                    break
+                if run("umount", "-R", target, check=False).returncode != 0:
+                    time.sleep(0.5)
+            if self._mounted(target):
+                run("umount", "-R", "-l", target, check=False)
+
+
+HOST = Stack("host")
+MODERN = Stack("modern", MODERN_ROOT)
+
+
+def stack(name: str) -> Stack:
+    return {"host": HOST, "modern": MODERN}[name]
+
+
+@contextlib.contextmanager
+def kvm_acl():
+    """Let libvirt-qemu open /dev/kvm for the block's duration, then put the ACL back.
+
+    Where QEMU's user can't open /dev/kvm, libvirt re-probes QEMU's capabilities on
+    almost every call (4-7 s each): a harness quirk of hosts whose /dev/kvm group is
+    not the QEMU user's, not something aiohook deals with."""
+    if not os.path.exists("/dev/kvm") or shutil.which("setfacl") is None:
+        yield False
+        return
+    before = run("getfacl", "-p", "/dev/kvm", check=False).stdout
+    changed = False
+    if f"user:{QEMU_UID}:" not in run("getfacl", "-pn", "/dev/kvm", check=False).stdout.decode():
+        changed = run("setfacl", "-m", f"u:{QEMU_UID}:rw", "/dev/kvm", check=False).returncode == 0
+    try:
+        yield changed
+    finally:
+        if changed:
+            run("setfacl", "--set-file=-", "/dev/kvm", input=before, check=False)

@@ -2,7 +2,8 @@
 
 Each shape is a function (images) -> (disks_xml, iothreads, extra_devices).
 `images` maps a key to a path: raw preallocated files "f0".."f5" and a loop
-block device "blk".
+block device "blk". Domains have VCPUS vCPUs (per-queue mappings depend on it).
+NEEDS_LIBVIRT names the shapes that an older libvirt refuses to define.
 """
 
 from __future__ import annotations
@@ -25,9 +26,35 @@ def disk(src: str, target: str, io: str | None, *, bus: str = "virtio", iothread
             f"<source {key}='{src}'/><target dev='{target}' bus='{bus}'/>{ro}{addr}</disk>")
 
 
-def scsi_controller(index: int, iothread: str | None) -> str:
+def scsi_controller(index: int, iothread: str | None, mapping: str = "") -> str:
     drv = f"<driver iothread='{iothread}'/>" if iothread else ""
+    if mapping:
+        drv = f"<driver{mapping}</driver>"
     return f"<controller type='scsi' index='{index}' model='virtio-scsi'>{drv}</controller>"
+
+
+def queue_mapping(queues: int | None, *iothreads: str, explicit: dict | None = None) -> str:
+    """The rest of a <driver ...> tag with a per-queue iothread mapping (libvirt >= 10)."""
+    q = f" queues='{queues}'" if queues else ""
+    inner = ""
+    for iot in iothreads:
+        qs = "".join(f"<queue id='{n}'/>" for n in (explicit or {}).get(iot, []))
+        inner += f"<iothread id='{iot}'>{qs}</iothread>" if qs else f"<iothread id='{iot}'/>"
+    return f"{q}><iothreads>{inner}</iothreads>"
+
+
+def mapped_disk(src: str, target: str, mapping: str) -> str:
+    return (f"<disk type='file' device='disk'><driver name='qemu' type='raw' cache='none' "
+            f"io='native'{mapping}</driver><source file='{src}'/>"
+            f"<target dev='{target}' bus='virtio'/></disk>")
+
+
+VCPUS = 2
+NEEDS_LIBVIRT = {  # shape -> the libvirt version that can define it
+    "blk-queues-2-iothreads-1-2": (10, 0),
+    "blk-queues-4-explicit-1-2-3": (10, 0),
+    "scsi-queues-mapped-iothreads-1-2": (11, 2),
+}
 
 
 SHAPES = {
@@ -62,4 +89,14 @@ SHAPES = {
     "scsi-iothread-plus-blk-iothread": lambda im: (
         disk(im["f0"], "sda", "native", bus="scsi", controller="0")
         + disk(im["f1"], "vda", "native", iothread="2"), 2, scsi_controller(0, "1")),
+    "blk-queues-2-iothreads-1-2": lambda im: (
+        mapped_disk(im["f0"], "vda", queue_mapping(2, "1", "2")), 2, ""),
+    # 4 queues, a 2-vCPU guest uses queues 0 and 1 only: iothreads 1 and 2, not 3
+    "blk-queues-4-explicit-1-2-3": lambda im: (
+        mapped_disk(im["f0"], "vda", queue_mapping(4, "1", "2", "3", explicit={
+            "1": [0], "2": [1], "3": [2, 3]})), 3, ""),
+    "scsi-queues-mapped-iothreads-1-2": lambda im: (
+        disk(im["f0"], "sda", "native", bus="scsi", controller="0")
+        + disk(im["f1"], "sdb", "native", bus="scsi", controller="0", unit="1"), 2,
+        scsi_controller(0, None, queue_mapping(2, "1", "2"))),
 }

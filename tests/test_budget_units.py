@@ -11,32 +11,36 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from test_budget_shapes import SHAPES, disk
+from test_budget_shapes import SHAPES, VCPUS, disk, mapped_disk, queue_mapping
 
 from aiohook.budget import demand, gate, ledger, procscan, supply
 from aiohook.domxml import parse_domain
 from aiohook.facts import HostFacts
 
 IMAGES = {f"f{i}": f"/img/f{i}.raw" for i in range(6)} | {"blk": "/dev/loop9"}
-EXPECTED = {  # shape -> (events_at_start, events_max) on QEMU >= 5.0
-    "main-1native": (1024, 1024),
-    "main-2native-1iouring": (1024, 1024),
-    "blk-iothread1-plus-main": (1024, 2048),
-    "blk-iothreads-1-2-3": (1024, 4096),
-    "scsi-2ctl-iothreads-1-2": (3072, 3072),
-    "scsi-2ctl-same-iothread": (2048, 2048),
-    "scsi-ctl-no-iothread": (1024, 1024),
-    "mixed-native-threads-iouring": (1024, 2048),
-    "threads-iouring-only": (0, 0),
-    "cdrom-native": (1024, 1024),
-    "block-loop-native": (1024, 1024),
-    "scsi-iothread-plus-blk-iothread": (2048, 3072),
+EXPECTED = {  # shape -> {generation: (events_at_start, events_max)}, 2 vCPUs, QEMU >= 5.0
+    "main-1native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
+    "main-2native-1iouring": {"7.2": (1024, 1024), "10.0": (0, 1024)},
+    "blk-iothread1-plus-main": {"7.2": (1024, 2048), "10.0": (0, 2048)},
+    "blk-iothreads-1-2-3": {"7.2": (1024, 4096), "10.0": (0, 3072)},
+    "scsi-2ctl-iothreads-1-2": {"7.2": (3072, 3072), "10.0": (0, 2048)},
+    "scsi-2ctl-same-iothread": {"7.2": (2048, 2048), "10.0": (0, 1024)},
+    "scsi-ctl-no-iothread": {"7.2": (1024, 1024), "10.0": (0, 1024)},
+    "mixed-native-threads-iouring": {"7.2": (1024, 2048), "10.0": (0, 1024)},
+    "threads-iouring-only": {"7.2": (0, 0), "10.0": (0, 0)},
+    "cdrom-native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
+    "block-loop-native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
+    "scsi-iothread-plus-blk-iothread": {"7.2": (2048, 3072), "10.0": (0, 2048)},
+    "blk-queues-2-iothreads-1-2": {"7.2": (1024, 3072), "10.0": (0, 2048)},
+    "blk-queues-4-explicit-1-2-3": {"7.2": (1024, 3072), "10.0": (0, 2048)},
+    "scsi-queues-mapped-iothreads-1-2": {"7.2": (3072, 3072), "10.0": (0, 2048)},
 }
 
 
-def domain(disks_xml: str, iothreads: int = 0, extra: str = "", name: str = "d") -> bytes:
+def domain(disks_xml: str, iothreads: int = 0, extra: str = "", name: str = "d",
+           vcpus: int = VCPUS) -> bytes:
     iot = f"<iothreads>{iothreads}</iothreads>" if iothreads else ""
-    return (f"<domain type='qemu'><name>{name}</name>{iot}<devices>"
+    return (f"<domain type='qemu'><name>{name}</name><vcpu>{vcpus}</vcpu>{iot}<devices>"
             f"<emulator>/usr/bin/qemu-system-x86_64</emulator>{disks_xml}{extra}"
             f"</devices></domain>").encode()
 
@@ -46,10 +50,51 @@ def shape_doc(name: str):
     return parse_domain(domain(disks, iot, extra))
 
 
+@pytest.mark.parametrize("version", ["7.2.22", "10.0.2"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_demand_shapes(name):
-    d = demand.demand_for_document(shape_doc(name), "7.2.22")
-    assert (d["events_at_start"], d["events_max"]) == EXPECTED[name]
+def test_demand_shapes(name, version):
+    d = demand.demand_for_document(shape_doc(name), version)
+    assert (d["events_at_start"], d["events_max"]) == EXPECTED[name][version[:version.rindex(".")]]
+    assert d["model"] == ("lazy" if version.startswith("10") else "open-time")
+    assert d["contexts_max"] == len(d["contexts"]) and d["qemu_version"] == version
+
+
+def test_every_shape_has_expectations():
+    assert set(EXPECTED) == set(SHAPES)
+
+
+def test_generation_boundary_and_unknown_version():
+    doc = shape_doc("blk-iothreads-1-2-3")
+    assert demand.demand_for_document(doc, "8.2.9")["model"] == "open-time"
+    assert demand.demand_for_document(doc, "9.0.0")["model"] == "lazy"
+    unknown = demand.demand_for_document(doc, None)  # the larger on both counts
+    assert (unknown["model"], unknown["events_at_start"], unknown["events_max"]) == (
+        "open-time", 1024, 4096)
+
+
+def test_per_queue_mapping_follows_the_guests_vcpus():
+    one = mapped_disk("/x", "vda", queue_mapping(2, "1", "2"))
+    for vcpus, contexts in ((1, 1), (2, 2), (4, 2)):
+        d = demand.demand_for_document(parse_domain(domain(one, 2, vcpus=vcpus)), "10.0.2")
+        assert d["contexts_max"] == contexts, vcpus
+    # no queues attribute: as many queues as vCPUs at boot, dealt round-robin
+    auto = mapped_disk("/x", "vda", queue_mapping(None, "1", "2", "3"))
+    d = demand.demand_for_document(parse_domain(domain(auto, 3, vcpus=2)), "10.0.2")
+    assert d["iothreads_max"] == ["1", "2"]
+    current = domain(auto, 3).replace(b"<vcpu>2</vcpu>", b"<vcpu current='1'>3</vcpu>")
+    d = demand.demand_for_document(parse_domain(current), "10.0.2")
+    assert d["iothreads_max"] == ["1"]  # 1 queue at boot
+
+
+def test_contexts_say_which_thread_and_when():
+    d = demand.demand_for_document(shape_doc("scsi-iothread-plus-blk-iothread"), "7.2.22")
+    assert d["contexts"] == [
+        {"thread": "main", "disks": [], "opens": "start"},
+        {"thread": "1", "disks": ["sda"], "opens": "start"},
+        {"thread": "2", "disks": ["vda"], "opens": "first-io"}]
+    d = demand.demand_for_document(shape_doc("blk-iothread1-plus-main"), "10.0.2")
+    assert d["contexts"] == [{"thread": "main", "disks": ["vdb"], "opens": "first-io"},
+                             {"thread": "1", "disks": ["vda"], "opens": "first-io"}]
 
 
 def test_demand_old_qemu_uses_128_events():
@@ -68,8 +113,10 @@ def test_demand_ignores_network_and_empty_and_per_queue_iothreads():
     queues = ("<disk type='file' device='disk'><driver name='qemu' io='native' cache='none' "
               "queues='2'><iothreads><iothread id='1'/><iothread id='2'/></iothreads></driver>"
               "<source file='/x'/><target dev='vda' bus='virtio'/></disk>")
-    d = demand.demand_for_document(parse_domain(domain(queues, 2)), "10.0")
+    d = demand.demand_for_document(parse_domain(domain(queues, 2)), "7.2")
     assert (d["events_at_start"], d["events_max"]) == (1024, 3072)
+    d = demand.demand_for_document(parse_domain(domain(queues, 2)), "10.0")
+    assert (d["events_at_start"], d["events_max"]) == (0, 2048)
 
 
 def _plan(xml: bytes, io_uring=True, version="7.2.22"):
@@ -100,7 +147,7 @@ def fake_host(tmp_path, monkeypatch):
     return SimpleNamespace(set_aio=set_aio, state=tmp_path / "state", proc=proc, run=run)
 
 
-def settings(mode="refuse", reserve=0, check="events_at_start"):
+def settings(mode="refuse", reserve=0, check="events_at_start"):  # the open-time default before QEMU 9
     return SimpleNamespace(on_budget_exceeded=mode, budget_reserve_events=reserve,
                            budget_check=check)
 
@@ -142,20 +189,61 @@ def test_gate_uses_io_as_found_not_rewrite(fake_host):
     assert not gate.gate_prepare(plan, settings()).allowed
 
 
-def test_settle_started_and_release(fake_host):
+def _fake_qemu(fake_host, name: str, pid: int, contexts: int) -> None:
+    """A running QEMU in the fake /proc: its pid file and `contexts` /[aio] mappings."""
+    (fake_host.run / f"{name}.pid").write_text(f"{pid}\n")
+    d = fake_host.proc / str(pid)
+    d.mkdir(exist_ok=True)
+    (d / "maps").write_text("7f00-7f01 rw-s 00000000 00:0f 1 /[aio] (deleted)\n" * contexts)
+
+
+def test_booking_lasts_until_qemu_holds_it(fake_host):
+    """QEMU >= 9 opens nothing at start: the booking survives `started` and ends
+    only when the QEMU holds its contexts, or the domain stops."""
     fake_host.set_aio(65536, 0)
-    assert gate.gate_prepare(_plan(ONE), settings()).allowed
+    lazy = _plan(ONE, version="10.0.2")
+    assert gate.gate_prepare(lazy, settings(check="events_max")).reserved
     ledger.settle("one", "start", "begin")
-    assert "one" in ledger.snapshot()
+    assert ledger.snapshot()["one"]["state"] == "pending"
     ledger.settle("one", "started", "begin")
+    assert ledger.snapshot()["one"] == {**ledger.snapshot()["one"], "state": "running",
+                                        "events": 1024}
+    _fake_qemu(fake_host, "one", 4242, 0)
+    assert gate.outstanding(ledger.snapshot()) == (1024, [("one", 1024)])
+    fake_host.set_aio(65536, 1024)  # the guest's first I/O opened the context
+    _fake_qemu(fake_host, "one", 4242, 1)
+    assert gate.outstanding(ledger.snapshot()) == (0, [])
+    assert gate.gate_prepare(_plan(domain(disk("/b", "vda", "native"), name="x"),
+                                   version="10.0.2"), settings(check="events_max")).allowed
+    assert "one" not in ledger.snapshot()  # held in full: the gate dropped it
+    ledger.settle("x", "stopped", "end")
     assert ledger.snapshot() == {}
-    # events_max: the not-yet-opened iothread contexts stay reserved while it runs
-    two = domain(disk("/a", "vda", "native", iothread="1"), 1, name="two")
-    assert gate.gate_prepare(_plan(two), settings(check="events_max")).reserved
-    ledger.settle("two", "started", "begin")
-    assert ledger.snapshot()["two"]["state"] == "running"
-    ledger.settle("two", "stopped", "end")
-    assert ledger.snapshot() == {}
+
+
+def test_default_check_books_what_the_guest_opens(fake_host):
+    """Room for 1 context: a lazy domain that opened nothing yet still holds it."""
+    fake_host.set_aio(1024, 0)
+    default = SimpleNamespace(on_budget_exceeded="refuse", budget_reserve_events=0)
+    first = gate.gate_prepare(_plan(ONE, version="10.0.2"), default)
+    assert first.allowed and first.needed == 1024
+    ledger.settle("one", "started", "begin")
+    _fake_qemu(fake_host, "one", 4242, 0)
+    second = gate.gate_prepare(_plan(domain(disk("/b", "vda", "native"), name="two"),
+                                     version="10.0.2"), default)
+    assert not second.allowed and "reserved for starting domains 1024" in second.message
+
+
+def test_expired_pending_entry_becomes_running_when_its_domain_runs(fake_host, monkeypatch):
+    fake_host.set_aio(65536, 0)
+    assert gate.gate_prepare(_plan(ONE, version="10.0.2"), settings(check="events_max")).allowed
+    two = domain(disk("/b", "vda", "native"), name="two")
+    assert gate.gate_prepare(_plan(two, version="10.0.2"), settings(check="events_max")).allowed
+    _fake_qemu(fake_host, "one", 4242, 0)  # `one` came up, its `started` was lost; `two` did not
+    real = time.monotonic
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: real() + ledger.PENDING_TTL_S + 1)
+    with ledger.Ledger() as led:
+        dropped = led.expire(gate._alive, lambda n: gate.held_events(n, led.entries[n]))
+    assert dropped == ["two"] and ledger.snapshot()["one"]["state"] == "running"
 
 
 def test_settle_is_light():
@@ -278,19 +366,67 @@ def test_doctor_apply_writes_sysctl_file(tmp_path, monkeypatch):
     assert "fs.aio-max-nr = 65536" in (tmp_path / "sysctl.d/60-aiohook.conf").read_text()
 
 
-def test_silent_fallback_detected_from_status_xml(tmp_path):
-    from aiohook.budget.cli import silent_fallbacks
+def _header(epoch: float) -> str:
+    import datetime
 
-    status = (b"<domstatus state='running' pid='42'><monitor path='/x'/>"
-              + domain(disk("/a", "vda", "native"), name="quiet") + b"</domstatus>")
-    (tmp_path / "quiet.xml").write_bytes(status)
-    (tmp_path / "loud.xml").write_bytes(b"<domstatus>" + domain(disk("/a", "vda", "native"),
-                                                                  name="loud") + b"</domstatus>")
-    holders = [procscan.AioHolder(42, 0, 0, "quiet", "qemu", "9.1.0"),
-               procscan.AioHolder(43, 1, 1024, "loud", "qemu", "9.1.0")]
-    out = silent_fallbacks(holders, str(tmp_path))
-    assert [f["domain"] for f in out] == ["quiet"]
-    assert out[0]["predicted_contexts_at_start"] == 1 and out[0]["native_disks"] == ["vda"]
+    stamp = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "+0000: starting up libvirt version: 11.3.0"
+
+
+LINUX_AIO = ("2026-12-01T06:00:01.000000Z qemu-system-x86_64: Unable to use Linux AIO, falling "
+             "back to thread pool: failed to create linux AIO context: Resource temporarily "
+             "unavailable")
+
+
+def test_fallback_lines_count_only_for_the_running_qemu():
+    from aiohook.budget import fallback
+
+    me = fallback.process_start_time(os.getpid())
+    assert me is not None and abs(me - time.time()) < 24 * 3600
+    old_run = f"{_header(me - 600)}\n{LINUX_AIO}\n2026-12-01 shutting down, reason=destroyed\n"
+    this_run = f"{_header(me - 0.5)}\nLC_ALL=C /usr/bin/qemu-system-x86_64 -name guest=x\n"
+    log = (old_run + this_run).encode()
+    assert fallback.evidence(fallback.current_run(log, me)) == []
+    assert len(fallback.evidence(log)) == 1  # the earlier run's line is there, and ignored
+    later = log + f"{LINUX_AIO}\n".encode()
+    assert [e["lost"] for e in fallback.evidence(fallback.current_run(later, me))] == ["native"]
+    # a header written after this process started belongs to another run
+    future = later + f"{_header(me + 3600)}\n".encode()
+    assert len(fallback.evidence(fallback.current_run(future, me))) == 1
+    assert fallback.current_run(b"no header at all\n" + LINUX_AIO.encode(), me) is None
+
+
+def test_states_from_evidence(tmp_path):
+    from aiohook.budget import fallback
+
+    me = fallback.process_start_time(os.getpid())
+    one = parse_domain(domain(disk("/a", "vda", "native")))
+    three = parse_domain(domain(disk("/a", "vda", "native", iothread="1")
+                                + disk("/b", "vdb", "native", iothread="2")
+                                + disk("/c", "vdc", "native", iothread="3"), 3))
+
+    def state(name, contexts, doc, lines=(), version="10.0.2"):
+        (tmp_path / f"{name}.log").write_text(_header(me - 1) + "\n" + "".join(
+            line + "\n" for line in lines))
+        holder = procscan.AioHolder(os.getpid(), contexts, contexts * 1024, name, "qemu", version)
+        return fallback.examine(holder, doc, str(tmp_path))
+
+    assert state("idle", 0, one)["state"] == "not-opened-yet"
+    assert state("ok", 1, one)["state"] == "native"
+    assert state("some", 1, three)["state"] == "partial"
+    assert state("all", 3, three)["state"] == "native"
+    fell = state("fell", 0, one, [LINUX_AIO])
+    assert fell["state"] == "fallback"
+    assert fell["disks"] == {"native": {"lines": 1, "candidates": ["vda"], "matched": True}}
+    two_of_three = state("two", 1, three, [LINUX_AIO, LINUX_AIO])
+    assert two_of_three["disks"]["native"] == {"lines": 2, "candidates": ["vda", "vdb", "vdc"],
+                                               "matched": False}
+    assert state("none", 0, parse_domain(domain(disk("/a", "vda", "threads"))))["state"] \
+        == "no-native"
+    assert state("nolive", 0, None)["state"] == "unknown"
+    # QEMU < 9's wording is evidence too
+    old = "qemu-system-x86_64: Unable to use native AIO, falling back to thread pool: x"
+    assert state("old", 1, three, [old], version="7.2.22")["state"] == "fallback"
 
 
 def test_only_qemu_pid_files_are_domains(tmp_path):

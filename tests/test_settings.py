@@ -60,7 +60,7 @@ def test_bare_off_means_off(cfg):
     ("on_budget_exceeded: ignore\n", 1, "on_budget_exceeded: expected one of refuse, degrade"),
     ("budget:\n  reserve_events: -1\n", 2, "budget.reserve_events: expected an integer >= 0"),
     ("budget:\n  reserve_events: yes\n", 2, "budget.reserve_events: expected an integer"),
-    ("budget:\n  check: sometimes\n", 2, "budget.check: expected one of events_at_start"),
+    ("budget:\n  check: sometimes\n", 2, "budget.check: expected one of events_max, events_at_start"),
     ("budget: 5\n", 1, "budget: expected a mapping"),
     ("rules: [a, b]\n", 1, "rules: expected a file path"),
     ("- enforce\n", 1, "settings must be a mapping"),

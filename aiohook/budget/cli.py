@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from aiohook.budget.fallback import STATES
 from aiohook.cli import verb
 from aiohook.errors import EXIT_FINDINGS, EXIT_OK
 
@@ -23,47 +24,46 @@ def _reserve() -> int:
         return 0
 
 
-def silent_fallbacks(holders, run_dir: str | None = None) -> list[dict]:
-    """Running domains whose live XML asks for native AIO but whose QEMU holds fewer
-    contexts than predicted at start (QEMU >= 9.0 falls back to threads silently)."""
-    from aiohook.budget import procscan
-    from aiohook.budget.demand import demand_for_document
+def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) -> None:
+    """Attach each domain's AIO state (aiohook.budget.fallback) to its holder entry."""
+    from aiohook.budget import fallback, procscan
     from aiohook.budget.doctor import _status_domain
 
-    out = []
     run_dir = run_dir or procscan.LIBVIRT_RUN_DIR
     for h in holders:
-        if not h.domain:
-            continue
-        path = os.path.join(run_dir, h.domain + ".xml")
-        if not os.path.exists(path):
-            continue
-        try:
-            d = demand_for_document(_status_domain(path), h.qemu_version)
-        except Exception:  # noqa: BLE001
-            continue
-        if h.contexts < d["contexts_at_start"]:
-            out.append({"domain": h.domain, "pid": h.pid, "contexts": h.contexts,
-                        "predicted_contexts_at_start": d["contexts_at_start"],
-                        "native_disks": d["native_disks"]})
-    return out
+        doc = None
+        path = os.path.join(run_dir, f"{h.domain}.xml")
+        if h.domain and os.path.exists(path):
+            try:
+                doc = _status_domain(path)
+            except Exception:  # noqa: BLE001 - an unreadable status XML: state unknown
+                doc = None
+        h.aio = fallback.examine(h, doc, log_dir) if h.domain else {"state": "unknown"}
 
 
-def collect(proc_root: str | None = None, run_dir: str | None = None) -> dict:
+def collect(proc_root: str | None = None, run_dir: str | None = None,
+            log_dir: str | None = None) -> dict:
     from aiohook.budget import ledger, procscan
     from aiohook.budget.supply import read_supply
 
     holders = procscan.qemu_holders(proc_root, run_dir)
+    aio_states(holders, run_dir, log_dir)
     qemu_pids = {h.pid for h in holders}
     others = [h for h in procscan.all_holders(proc_root, run_dir) if h.pid not in qemu_pids]
     supply = read_supply(_reserve(), proc_root)
     reservations = [dict(domain=name, **e) for name, e in sorted(ledger.snapshot().items())]
+    domains = []
+    for h in holders:
+        entry = h.to_dict()
+        entry["aio"] = h.aio
+        domains.append(entry)
     return {
         **supply.to_dict(),
         "reservations": reservations,
-        "domains": [h.to_dict() for h in holders],
+        "domains": domains,
         "other_processes": [h.to_dict() for h in others],
-        "silent_fallback": silent_fallbacks(holders, run_dir),
+        "silent_fallback": [{"domain": d["domain"], "pid": d["pid"], **d["aio"]}
+                            for d in domains if d["aio"]["state"] == "fallback"],
     }
 
 
@@ -80,10 +80,19 @@ def render_text(data: dict) -> str:
     for h in data["other_processes"]:
         lines.append(f"{'(' + (h.get('command') or '?') + ')':32} {h['pid']:>8} "
                      f"{h['contexts']:>8} {h['events']:>8}")
-    for f in data["silent_fallback"]:
-        lines.append(f"SILENT FALLBACK: {f['domain']} asks for native AIO "
-                     f"({', '.join(t or '?' for t in f['native_disks'])}) but holds {f['contexts']} "
-                     f"context(s), {f['predicted_contexts_at_start']} expected at start")
+    for h in data["domains"]:
+        aio = h["aio"]
+        if aio["state"] == "fallback":
+            lost = ", ".join(f"{k} ({v['lines']} disk(s) of {', '.join(v['candidates'])})"
+                             for k, v in aio.get("disks", {}).items()) or "?"
+            lines.append(f"FALLBACK: {h['domain']} lost {lost} to the thread pool since its "
+                         f"QEMU started; holds {aio['held_contexts']} of "
+                         f"{aio.get('expected_contexts', '?')} context(s). QEMU said: "
+                         f"{aio['fallback_lines'][0]['line']}")
+        elif aio["state"] == "not-opened-yet":
+            lines.append(f"not opened yet: {h['domain']} (native disks "
+                         f"{', '.join(t or '?' for t in aio.get('native_disks', []))}: no I/O yet, "
+                         f"{aio.get('expected_contexts')} context(s) booked for first I/O)")
     return "\n".join(lines) + "\n"
 
 
@@ -112,12 +121,23 @@ def render_prometheus(data: dict) -> str:
             "# TYPE aiohook_domain_aio_events gauge"]
     for h in data["domains"]:
         out.append(f'aiohook_domain_aio_events{{domain="{_label(h["domain"])}"}} {h["events"]}')
-    out += ["# HELP aiohook_domain_aio_silent_fallback 1 when the domain holds fewer AIO "
-            "contexts than its XML implies", "# TYPE aiohook_domain_aio_silent_fallback gauge"]
-    flagged = {f["domain"] for f in data["silent_fallback"]}
+    out += ["# HELP aiohook_domain_aio_silent_fallback 1 when QEMU logged a fallback to the "
+            "thread pool since it started", "# TYPE aiohook_domain_aio_silent_fallback gauge"]
     for h in data["domains"]:
         out.append(f'aiohook_domain_aio_silent_fallback{{domain="{_label(h["domain"])}"}} '
-                   f'{1 if h["domain"] in flagged else 0}')
+                   f'{1 if h["aio"]["state"] == "fallback" else 0}')
+    out += ["# HELP aiohook_domain_aio_state 1 for the domain's AIO state (fallback, native, "
+            "partial, not-opened-yet, no-native, unknown)", "# TYPE aiohook_domain_aio_state gauge"]
+    for h in data["domains"]:
+        for state in STATES:
+            out.append(f'aiohook_domain_aio_state{{domain="{_label(h["domain"])}",state="{state}"}} '
+                       f'{1 if h["aio"]["state"] == state else 0}')
+    out += ["# HELP aiohook_domain_aio_expected_contexts AIO contexts the domain opens once "
+            "every disk was used", "# TYPE aiohook_domain_aio_expected_contexts gauge"]
+    for h in data["domains"]:
+        if "expected_contexts" in h["aio"]:
+            out.append(f'aiohook_domain_aio_expected_contexts{{domain="{_label(h["domain"])}"}} '
+                       f'{h["aio"]["expected_contexts"]}')
     return "\n".join(out) + "\n"
 
 

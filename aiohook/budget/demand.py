@@ -1,22 +1,27 @@
-"""What a domain takes from fs.aio-max-nr: the demand model.
+"""What a domain takes from fs.aio-max-nr: the demand model, per QEMU generation.
 
-QEMU (block/linux-aio.c) opens one Linux AIO context per AioContext that does
-native I/O, each of MAX_EVENTS events: 128 up to QEMU 4.2, 1024 since 5.0.
-Measured on QEMU 7.2 / libvirt 9.0 (docs/aio-facts.md section 3, re-measured by
-tests/test_budget_libvirt.py on this host):
+QEMU opens one Linux AIO context (io_setup) per AioContext, that is per thread
+(the main loop, each iothread), that does native I/O; each takes MAX_EVENTS
+events: 128 up to QEMU 4.2, 1024 since 5.0. *When* it opens them depends on the
+generation (docs/aio-accounting.md has the measurements behind each line):
 
-- the main loop's context appears as soon as any native disk opens, at start,
-  whatever iothread the disk is later bound to;
-- a virtio-scsi controller bound to an iothread moves its disks there when the
-  device realizes: that iothread's context exists at start;
-- a virtio-blk disk's iothread (``<driver iothread=...>`` or the libvirt 10
-  per-queue ``<iothreads>`` mapping) gets its context only when the guest first
-  does I/O on it: counted in ``events_max`` only;
-- io='threads', io='io_uring', no io attribute, network/nvme/vhost disks and
-  drives without a source take nothing.
+- ``open-time`` (QEMU < 9.0): the main loop's context as soon as any native
+  disk opens, at start, whatever thread the disk later runs in; a virtio-scsi
+  controller's iothread when the device realizes, at start; a virtio-blk
+  disk's iothread (``<driver iothread>`` or a per-queue mapping) when the
+  guest's driver starts it. A failure at start refuses the start.
+- ``lazy`` (QEMU >= 9.0, "block/file-posix: set up Linux AIO and io_uring in
+  the current thread"): nothing at start; each thread's context at its first
+  native request. A main-loop context only for disks whose I/O runs in the
+  main loop. A failure falls back to the thread pool with one log line.
 
-``events_at_start`` is exact for ``virsh start --paused``; ``events_max`` is the
-upper bound a guest using every disk reaches.
+A disk's I/O runs in: the iothreads of its per-queue mapping that the guest
+uses (Linux uses min(queues, vCPUs) queues), else its ``<driver iothread>``
+(virtio-blk), else its virtio-scsi controller's iothread(s), else the main loop.
+
+``events_at_start``: what ``virsh start --paused`` takes. ``events_max``: what
+the domain holds once a guest has used every disk. An unknown QEMU version is
+taken as open-time, the larger of the two on both counts.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from aiohook.facts import version_tuple
 
 EVENTS_OLD = 128  # QEMU <= 4.2
 EVENTS_NEW = 1024  # QEMU >= 5.0 (commit 2558cb8dd4, MAX_EVENTS)
+LAZY_SINCE = (9, 0)
+OPEN_TIME, LAZY = "open-time", "lazy"
+MAIN = "main"
 _IO_TYPES = ("file", "block", "volume")  # where io= reaches QEMU's file driver
 
 
@@ -37,16 +45,68 @@ def events_per_context(qemu_version: str | None) -> int:
     return EVENTS_NEW
 
 
-def _scsi_controller_iothreads(doc) -> dict[str, str]:
-    """virtio-scsi controller index -> iothread id, for controllers bound to one."""
+def model_for(qemu_version: str | None) -> str:
+    """open-time before QEMU 9.0 and for an unknown version; lazy from 9.0 on."""
+    v = version_tuple(qemu_version) if qemu_version else ()
+    return LAZY if v and v >= LAZY_SINCE else OPEN_TIME
+
+
+# ------------------------------------------------------------ where I/O runs
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _vcpus(doc) -> tuple[int, int]:
+    """(possible vCPUs, vCPUs at boot) from <vcpu current=...>N</vcpu>."""
+    el = doc.root.find("vcpu")
+    possible = max(1, _int(el.text.strip() if el is not None and el.text else None, 1))
+    boot = _int(el.get("current") if el is not None else None, possible)
+    return possible, max(1, min(boot, possible))
+
+
+def queue_mapping_iothreads(driver, vcpus: tuple[int, int]) -> list[str]:
+    """The iothreads a guest's I/O reaches through a per-queue mapping
+    (<driver queues=Q><iothreads><iothread id=N><queue id=q/>...), in order.
+
+    QEMU's iothread-vq-mapping: listed queues go to their iothread; with no
+    queue listed, queues are dealt round-robin. Q defaults to the vCPUs at
+    boot. A Linux guest uses queues 0 .. min(Q, possible vCPUs) - 1."""
+    if driver is None:
+        return []
+    threads = [(el.get("id"), [_int(q.get("id"), -1) for q in el.iterfind("queue")])
+               for el in driver.iterfind("iothreads/iothread") if el.get("id")]
+    if not threads:
+        return []
+    possible, boot = vcpus
+    queues = max(1, _int(driver.get("queues"), boot))
+    used = range(min(queues, possible))
+    explicit = any(qs for _, qs in threads)
+    out: list[str] = []
+    for q in used:
+        if explicit:
+            owners = [tid for tid, qs in threads if q in qs]
+        else:
+            owners = [threads[q % len(threads)][0]]
+        for tid in owners:
+            if tid not in out:
+                out.append(tid)
+    return out
+
+
+def _scsi_controllers(doc, vcpus) -> dict[str, list[str]]:
+    """virtio-scsi controller index -> the iothreads its disks' I/O runs in."""
     out = {}
     for ctl in doc.controllers("scsi"):
         if (ctl.get("model") or "") != "virtio-scsi":
             continue
         drv = ctl.find("driver")
-        iot = drv.get("iothread") if drv is not None else None
-        if iot:
-            out[ctl.get("index") or "0"] = iot
+        mapped = queue_mapping_iothreads(drv, vcpus)
+        single = drv.get("iothread") if drv is not None else None
+        out[ctl.get("index") or "0"] = mapped or ([single] if single else [])
     return out
 
 
@@ -58,59 +118,88 @@ def _disk_controller(disk) -> str:
 
 
 def native_disks(doc, io_override: list[str | None] | None = None) -> list[dict]:
-    """Each disk that opens a Linux AIO context: target, where its context lives.
+    """Each disk that does native AIO, and the threads its I/O runs in.
 
     io_override, when given, is the io of each disk of doc.disks() in order
-    (e.g. the io as found, before aiohook rewrote the document).
-    """
-    scsi = _scsi_controller_iothreads(doc)
+    (e.g. the io as found, before aiohook rewrote the document). "scsi_iothread"
+    marks threads that a virtio-scsi controller binds at realize (open-time)."""
+    vcpus = _vcpus(doc)
+    scsi = None
     out = []
     for i, disk in enumerate(doc.disks()):
         io = io_override[i] if io_override is not None else disk.io
         if io != "native" or disk.type not in _IO_TYPES or not disk.has_source:
             continue
-        at_start: list[str] = []  # iothreads whose context exists at start
-        later: list[str] = []  # iothreads whose context appears on guest I/O
+        threads: list[str] = []
+        realize = False
         bus = disk.bus
-        if bus == "scsi":
-            iot = scsi.get(_disk_controller(disk))
-            if iot:
-                at_start.append(iot)
-        elif bus == "virtio":
-            later.extend(disk.queue_iothreads or ([disk.iothread] if disk.iothread else []))
+        if bus == "virtio":
+            threads = queue_mapping_iothreads(disk.driver, vcpus)
+            if not threads and disk.iothread:
+                threads = [disk.iothread]
+        elif bus == "scsi":
+            if scsi is None:
+                scsi = _scsi_controllers(doc, vcpus)
+            threads = list(scsi.get(_disk_controller(disk), []))
+            realize = bool(threads)
         out.append({"target": disk.target, "device": disk.device, "bus": bus,
-                    "iothreads_at_start": at_start, "iothreads_later": later})
+                    "threads": threads or [MAIN], "bound_at_realize": realize})
     return out
+
+
+# ------------------------------------------------------------ demand
+
+def contexts_for(disks: list[dict], model: str) -> list[dict]:
+    """One entry per AIO context: thread, the disks using it, and when it opens
+    ("start" or "first-io"), by the generation's model."""
+    by_thread: dict[str, dict] = {}
+
+    def ctx(thread: str, opens: str) -> dict:
+        c = by_thread.setdefault(thread, {"thread": thread, "disks": [], "opens": opens})
+        if opens == "start":
+            c["opens"] = "start"
+        return c
+
+    for d in disks:
+        if model == OPEN_TIME:
+            ctx(MAIN, "start")  # the file is opened, and its context set up, in the main loop
+            opens = "start" if d["bound_at_realize"] else "first-io"
+        else:
+            opens = "first-io"
+        for thread in d["threads"]:
+            c = ctx(thread, opens)
+            if d["target"] not in c["disks"]:
+                c["disks"].append(d["target"])
+    return sorted(by_thread.values(), key=lambda c: _num(c["thread"]))
 
 
 def demand_for_document(doc, qemu_version: str | None,
                         io_override: list[str | None] | None = None) -> dict:
-    """The AIO demand of a domain document (see the module docstring for the model)."""
+    """The AIO demand of a domain document (see the module docstring)."""
     per = events_per_context(qemu_version)
+    model = model_for(qemu_version)
     disks = native_disks(doc, io_override)
-    start_threads: set[str] = set()
-    all_threads: set[str] = set()
-    for d in disks:
-        start_threads.update(d["iothreads_at_start"])
-        all_threads.update(d["iothreads_at_start"])
-        all_threads.update(d["iothreads_later"])
-    main = 1 if disks else 0
-    ctx_start = main + len(start_threads)
-    ctx_max = main + len(all_threads)
+    contexts = contexts_for(disks, model)
+    at_start = [c for c in contexts if c["opens"] == "start"]
+    ctx_start, ctx_max = len(at_start), len(contexts)
     return {
         "events_at_start": ctx_start * per,
         "events_max": ctx_max * per,
         "contexts_at_start": ctx_start,
         "contexts_max": ctx_max,
         "events_per_context": per,
+        "model": model,
         "qemu_version": qemu_version,
         "native_disks": [d["target"] for d in disks],
-        "iothreads_at_start": sorted(start_threads, key=_num),
-        "iothreads_max": sorted(all_threads, key=_num),
+        "iothreads_at_start": [c["thread"] for c in at_start if c["thread"] != MAIN],
+        "iothreads_max": [c["thread"] for c in contexts if c["thread"] != MAIN],
+        "contexts": contexts,
     }
 
 
 def _num(text: str):
+    if text == MAIN:
+        return (-1, 0)
     return (0, int(text)) if text.isdigit() else (1, text)
 
 

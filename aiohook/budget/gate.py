@@ -1,18 +1,18 @@
-"""The AIO budget gate (prepare begin) and degrade (migrate/restore begin, apply).
+"""The AIO budget gate (prepare begin) and degrade (migrate/restore begin).
 
 Settings (aiohook/settings.py, or any object with these attributes):
 - on_budget_exceeded: refuse | degrade | warn
 - budget_reserve_events: events kept free for other AIO users
-- budget_check: "events_at_start" (default) | "events_max"
+- budget_check: "events_max" (default) | "events_at_start"
 
-Why events_at_start is the default check: it is exact (tests measure it) and it
-is what makes QEMU < 9.0 fail to start ("Unable to use native AIO"). A virtio-blk
-iothread's context is opened later, on the guest's first I/O; when that fails
-QEMU only warns and uses threads for that iothread, and `aiohook budget` lists
-such domains. Checking events_max reserves 1024 events per iothread that many
-guests never use (a 3-iothread domain would book 4096 instead of 1024), refusing
-domains that would run; hosts that want native AIO guaranteed everywhere set
-budget_check: events_max, and the reservation then stays until the domain stops.
+The default check books the contexts the guest will open (events_max), on both
+QEMU generations (aiohook.budget.demand): on QEMU >= 9 a start opens nothing
+(events_at_start is 0) and every context comes with the guest's first I/O,
+where running out only falls back to threads, silently; on QEMU < 9 an
+iothread's context also comes later and falls back the same way. The
+reservation lasts until the domain's QEMU holds those contexts (/proc/PID/maps)
+or the domain stops (aiohook.budget.ledger). events_at_start books only what
+a paused start opens: it guards QEMU < 9's refusal to start and nothing more.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from aiohook.budget import procscan
 from aiohook.budget.demand import demand_for
 from aiohook.budget.supply import Supply, read_supply
 
-CHECKS = ("events_at_start", "events_max")
+CHECKS = ("events_max", "events_at_start")
+DEFAULT_CHECK = "events_max"
 SYSCTL_FILE = "/etc/sysctl.d/60-aiohook.conf"
 _STEP = 65536  # suggested limits are rounded up to this
 
@@ -42,14 +43,22 @@ class GateOutcome:
 def _settings(settings) -> tuple[str, int, str]:
     mode = getattr(settings, "on_budget_exceeded", None) or "refuse"
     reserve = int(getattr(settings, "budget_reserve_events", 0) or 0)
-    check = getattr(settings, "budget_check", None) or "events_at_start"
+    check = getattr(settings, "budget_check", None) or DEFAULT_CHECK
     if check not in CHECKS:
-        check = "events_at_start"
+        check = DEFAULT_CHECK
     return mode, reserve, check
 
 
 def _alive(domain: str) -> bool:
     return procscan.domain_pid(domain) is not None
+
+
+def held_events(domain: str, entry: dict) -> int:
+    """Events the domain's QEMU holds now (0 when it is not running)."""
+    pid = procscan.domain_pid(domain)
+    if pid is None:
+        return 0
+    return (procscan.aio_contexts(pid) or 0) * int(entry.get("events_per_context", 1024))
 
 
 def outstanding(entries: dict, exclude: str | None = None) -> tuple[int, list[tuple[str, int]]]:
@@ -60,11 +69,7 @@ def outstanding(entries: dict, exclude: str | None = None) -> tuple[int, list[tu
     for name, e in sorted(entries.items()):
         if name == exclude:
             continue
-        events = int(e.get("events", 0))
-        pid = procscan.domain_pid(name)
-        if pid is not None:
-            held = (procscan.aio_contexts(pid) or 0) * int(e.get("events_per_context", 1024))
-            events = max(0, events - held)
+        events = max(0, int(e.get("events", 0)) - held_events(name, e))
         if events:
             total += events
             parts.append((name, events))
@@ -137,7 +142,7 @@ def gate_prepare(plan, settings) -> GateOutcome:
     if need <= 0:
         return GateOutcome(True, "", demand, 0)
     with _ledger.Ledger() as led:
-        led.expire(_alive)
+        led.expire(_alive, lambda name: held_events(name, led.entries[name]))
         pending, parts = outstanding(led.entries, exclude=name)
         supply = read_supply(reserve)  # after the held contexts: see outstanding()
         avail = supply.available(pending)
@@ -170,7 +175,7 @@ def degrade(plan, settings) -> list[str]:
     allows it) or threads so the domain's checked demand fits what is available.
     Edits plan.document in place; returns one human line per moved disk (empty
     when it fits already). plan.aio is refreshed."""
-    from aiohook.budget.demand import demand_for_document, native_disks
+    from aiohook.budget.demand import demand_for_document
 
     mode, reserve, check = _settings(settings)
     doc = plan.document
@@ -202,28 +207,22 @@ def degrade(plan, settings) -> list[str]:
         current = demand_for_document(doc, version)
         if current[check] <= avail or not current["native_disks"]:
             break
-        # Groups of native disks by the extra context they keep alive.
-        groups: dict[str, list[str]] = {}
-        for d in native_disks(doc):
-            for iot in d["iothreads_at_start"] + d["iothreads_later"]:
-                groups.setdefault(iot, []).append(d["target"])
+        # The smallest group of native disks whose move closes a context.
         best = None
-        for iot, targets in groups.items():
-            trial = [t for t in targets]
-            # Would moving this group lower the checked demand?
-            saved = {t: disks[t].io for t in trial if t in disks}
+        for group in current["contexts"]:
+            trial = [t for t in group["disks"] if t in disks]
+            saved = {t: disks[t].io for t in trial}
             for t in trial:
-                if t in disks:
-                    disks[t].set_driver_attr("io", target_io)
+                disks[t].set_driver_attr("io", target_io)
             gain = current[check] - demand_for_document(doc, version)[check]
             for t, io in saved.items():
                 disks[t].set_driver_attr("io", io)
-            if gain > 0 and (best is None or (len(trial), -gain) < (len(best[1]), -best[2])):
-                best = (iot, trial, gain)
-        if best is None:  # only the main loop context is left: every native disk goes
+            if gain > 0 and (best is None or (len(trial), -gain) < (len(best[0]), -best[1])):
+                best = (trial, gain)
+        if best is None:  # no single group closes a context: every native disk goes
             move(current["native_disks"])
             break
-        move(best[1])
+        move(best[0])
     plan.aio = demand_for_document(doc, version)
     if moved:
         moved.append(f"{plan.name}: AIO demand now {plan.aio[check]} events "

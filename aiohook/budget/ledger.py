@@ -10,19 +10,21 @@ ledger or the new one, never half of one; a ledger that does not parse anyway
 (disk full, a hand edit) is moved aside to aio-ledger.json.corrupt and rebuilt
 empty, which only forgets reservations, and those last at most PENDING_TTL_S.
 
-Entries, keyed by domain name:
-- state "pending": from the prepare gate until `started` (the contexts are then
-  in aio-nr) or `stopped`/`release` (the start failed). It expires after
-  PENDING_TTL_S: libvirt runs prepare, launches QEMU and waits at most 30 s for
-  its monitor (QEMU opens every disk, and so every AIO context at start, before
-  the monitor answers), then calls started or stopped/release. 120 s is four
-  times that, so only a crashed libvirtd leaves a reservation behind, and it
-  stops blocking others after 2 minutes. An entry kept too long only refuses
-  too much (safe); one dropped too early could overbook.
-- state "running": only when the gate checks events_max. At `started` the
-  reservation stays for the contexts the guest has not opened yet (virtio-blk
-  iothreads); the gate counts max(0, events_max - what the process holds now).
-  Dropped at stopped/release, or when the domain's QEMU is gone.
+Entries, keyed by domain name, each booking `events` (the gate's checked
+demand, aiohook.budget.gate) until the domain's QEMU holds them:
+- state "pending": from the prepare gate until `started`. It expires after
+  PENDING_TTL_S (libvirt runs prepare, launches QEMU and waits at most 30 s for
+  its monitor, then calls started or stopped/release; 120 s is four times
+  that): an expired entry whose domain runs (its `started` was lost, e.g. to a
+  libvirtd restart) becomes "running", any other is dropped.
+- state "running": from `started` on. On QEMU >= 9 a start opens no AIO context
+  and each comes with the guest's first I/O on that thread; on QEMU < 9 a
+  virtio-blk iothread's does. So the booking stays until the QEMU holds at
+  least `events` (counted from /proc/PID/maps) or is gone; meanwhile the gate
+  counts max(0, events - what the QEMU holds now).
+- `stopped`/`release` drop the entry (the domain ended, or its start failed).
+An entry kept too long only refuses too much (safe); one dropped too early
+could overbook.
 """
 
 from __future__ import annotations
@@ -126,28 +128,31 @@ class Ledger:
 
     def mark_running(self, domain: str) -> None:
         e = self.entries.get(domain)
-        if e is None:
-            return
-        if e.get("check") == "events_max" and e.get("events_max", 0) > e.get("events_at_start", 0):
+        if e is not None and e.get("state") != "running":
             e["state"] = "running"
-            e["events"] = e["events_max"]
             self._dirty = True
-        else:
-            self.drop(domain)
 
-    def expire(self, alive=None) -> list[str]:
-        """Drop pending entries older than PENDING_TTL_S and running entries whose
-        QEMU is gone (alive(domain) -> bool). Returns what was dropped."""
+    def expire(self, alive=None, held=None) -> list[str]:
+        """Settle what the hook calls could not: alive(domain) -> bool says whether
+        the domain's QEMU runs, held(domain) -> events it holds now. A pending
+        entry past PENDING_TTL_S becomes running when its domain runs, else goes;
+        a running entry goes when its QEMU is gone or holds all it booked.
+        Returns what was dropped."""
         wall, mono = _now()
         gone = []
         for name, e in list(self.entries.items()):
-            if e.get("state") == "running":
-                if alive is not None and not alive(name):
+            if e.get("state") != "running":
+                started = e.get("mono")
+                age = mono - started if isinstance(started, (int, float)) else PENDING_TTL_S + 1
+                if 0 <= age <= PENDING_TTL_S:  # < 0: monotonic clock reset (reboot)
+                    continue
+                if alive is None or not alive(name):
                     gone.append(name)
-                continue
-            started = e.get("mono")
-            age = mono - started if isinstance(started, (int, float)) else PENDING_TTL_S + 1
-            if age > PENDING_TTL_S or age < 0:  # < 0: monotonic clock reset (reboot)
+                    continue
+                self.mark_running(name)
+            if alive is not None and not alive(name):
+                gone.append(name)
+            elif held is not None and held(name) >= int(e.get("events", 0)):
                 gone.append(name)
         for name in gone:
             self.drop(name)
@@ -155,8 +160,9 @@ class Ledger:
 
 
 def settle(domain: str, op: str, subop: str) -> None:
-    """Hook bookkeeping after prepare: `started` -> the contexts are in aio-nr now;
-    `stopped`/`release` -> the domain ended or its start failed. Never raises."""
+    """Hook bookkeeping after prepare: `started` -> the booking stays until the
+    QEMU holds it (see the module docstring); `stopped`/`release` -> the domain
+    ended or its start failed. Never raises."""
     if op not in ("started", "stopped", "release"):
         return
     directory = state_dir()
