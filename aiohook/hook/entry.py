@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _heavy(domain: str, op: str, subop: str, data: bytes, too_big: bool) -> int:
+    from aiohook import fsutil
     from aiohook.hook.dispatch import run
+
+    fsutil.strict_modes = True  # settings and rules only from files no one else can write
 
     return run(domain, op, subop, data, too_big)
 
@@ -106,14 +109,18 @@ def drain_stdin() -> None:
 
 def salvage_on_error() -> str:
     """on_error when the settings could not be loaded: read leniently from the
-    settings file (a line `on_error: refuse` at the top level), else allow."""
+    settings file (a line `on_error: refuse` at the top level), else allow.
+    Never from a file others can write (fsutil.trust_problem): whoever can write
+    it could otherwise refuse every VM start with one line."""
     import re
 
     base = os.environ.get("AIOHOOK_CONFIG_DIR") or "/etc/aiohook"
-    try:
-        with open(os.path.join(base, "aiohook.yaml"), "rb") as fh:
-            text = fh.read(1 << 20).decode("utf-8", "replace")
-    except OSError:
+    try:  # a file others can write is not trusted, not even for on_error
+        from aiohook.fsutil import read_policy
+
+        text = read_policy(os.path.join(base, "aiohook.yaml"), 1 << 20, strict=True).decode(
+            "utf-8", "replace")
+    except Exception:  # noqa: BLE001 - unreadable or untrusted: the default
         return "allow"
     found = re.findall(r"^on_error:[ \t]*['\"]?(allow|refuse)['\"]?[ \t]*(?:#.*)?$", text,
                        re.MULTILINE)

@@ -11,7 +11,7 @@ import os
 
 from aiohook import __version__
 from aiohook.errors import AiohookError, PolicyError
-from aiohook.fsutil import read_bounded
+from aiohook.fsutil import read_policy
 from aiohook.paths import cache_dir, config_dir, packaged
 from aiohook.policy.ruleset import Ruleset
 
@@ -41,7 +41,7 @@ def resolve_rules_path(spec: str | None) -> str:
 
 def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
     path = resolve_rules_path(spec)
-    data = read_bounded(path, MAX_RULES_BYTES)
+    data = read_policy(path, MAX_RULES_BYTES)  # the hook: StrictModes check (fsutil)
     if len(data) > MAX_RULES_BYTES:
         raise PolicyError(f"rules file is over {MAX_RULES_BYTES} bytes", file=path)
     directory = cache_dir() if use_cache else None

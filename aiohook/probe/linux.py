@@ -2,7 +2,10 @@
 
 Runs inside a root libvirt hook, so:
 - source probing uses no subprocess and never opens anything but regular files
-  and block devices (opening a FIFO blocks, a watchdog device arms, a tape rewinds);
+  and block devices (opening a FIFO blocks, a watchdog device arms, a tape rewinds):
+  a source is looked up once with O_PATH, checked with fstat, and only then
+  reopened for reading through /proc/self/fd/N, so a swap after the check
+  changes nothing;
 - all paths of a domain are probed in daemon threads under one deadline
   (probe/bounded.py): a dead NFS/FUSE mount costs at most the budget;
 - it never writes to user files: the O_DIRECT probe is a read.
@@ -135,7 +138,11 @@ def block_transport(rdev: int, sys_root: str = "/sys") -> str:
 
 
 def probe_o_direct(path: str) -> tuple[bool | None, str | None]:
-    """Open read-only with O_DIRECT and read one aligned block: (works, error)."""
+    """Open read-only with O_DIRECT and read one aligned block: (works, error).
+
+    `path` must name an object already checked to be a regular file or a block
+    device; probe_path passes /proc/self/fd/N of its O_PATH descriptor.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as err:
@@ -155,6 +162,11 @@ def probe_o_direct(path: str) -> tuple[bool | None, str | None]:
         return None, f"O_DIRECT read: {err.strerror}"
     finally:
         os.close(fd)
+
+
+def _reopen(path_fd: int, flags: int) -> int:
+    """Open for I/O the very object an O_PATH descriptor holds (never a path lookup)."""
+    return os.open(f"/proc/self/fd/{path_fd}", flags)
 
 
 def _stat_kind(mode: int) -> str:
@@ -183,14 +195,34 @@ def probe_path(
     mounts: list[tuple[str, str]] | None = None,
     sys_root: str = "/sys",
 ) -> SourceFacts:
-    """All facts about one source path. May block (dead mount): run it bounded."""
+    """All facts about one source path. May block (dead mount): run it bounded.
+
+    Opens only what it checked. The path is looked up once, with O_PATH: that
+    open runs no driver code (a FIFO does not block, /dev/watchdog does not arm,
+    a tape does not rewind) and reads nothing. The descriptor is fstat'ed, and
+    only a regular file or a block device is then reopened for reading, through
+    /proc/self/fd/N: the same inode, whatever was renamed over the path since.
+    """
     path = request.path
     try:
-        st = os.stat(path)
+        path_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except FileNotFoundError:
         error = "dangling symlink" if os.path.islink(path) else None
         return SourceFacts(path=path, kind="missing", error=error)
     except (OSError, ValueError) as err:
+        return SourceFacts(path=path, kind="unknown", error=f"stat: {_why(err)}")
+    try:
+        return _probe_fd(request, path_fd, mounts, sys_root)
+    finally:
+        os.close(path_fd)
+
+
+def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]] | None,
+              sys_root: str) -> SourceFacts:
+    path = request.path
+    try:
+        st = os.fstat(path_fd)
+    except OSError as err:
         return SourceFacts(path=path, kind="unknown", error=f"stat: {_why(err)}")
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         return SourceFacts(path=path, kind="unknown", error=f"source is {_stat_kind(st.st_mode)}")
@@ -200,17 +232,17 @@ def probe_path(
     errors: list[str] = []
     fmt = (request.format or "raw").lower()
     try:
-        # O_NONBLOCK: harmless for files and disks, and no hang if the path was
-        # swapped for a FIFO since the stat (checked again with fstat below).
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        # O_NONBLOCK and O_NOCTTY: belt and braces; the object is a file or a disk.
+        fd = _reopen(path_fd, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as err:
         facts.kind = "unknown"
         facts.error = f"open: {_why(err)}"
         return facts
     try:
         st2 = os.fstat(fd)
-        if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
-            facts.kind = "unknown"
+        if (st2.st_dev, st2.st_ino, stat.S_IFMT(st2.st_mode)) != (
+                st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)):
+            facts.kind = "unknown"  # /proc not showing this process's fds: never guess
             facts.error = "source changed while probing"
             return facts
         if facts.kind == "block":
@@ -246,7 +278,7 @@ def probe_path(
         if mounts is None:
             mounts = parse_mountinfo(_read_text("/proc/self/mountinfo") or "")
         facts.fs = fs_type_for(facts.resolved, mounts)
-    facts.o_direct, direct_error = probe_o_direct(path)
+    facts.o_direct, direct_error = probe_o_direct(f"/proc/self/fd/{path_fd}")
     if direct_error:
         errors.append(direct_error)
     facts.error = "; ".join(errors) or None
