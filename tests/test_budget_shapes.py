@@ -83,7 +83,7 @@ SHAPES = {
     "threads-iouring-only": lambda im: (
         disk(im["f0"], "vda", "threads") + disk(im["f1"], "vdb", "io_uring"), 0, ""),
     "cdrom-native": lambda im: (
-        disk(im["f0"], "sda", "native", bus="sata", device="cdrom"), 0, ""),
+        disk(im["f0"], "hdc", "native", bus="ide", device="cdrom"), 0, ""),
     "block-loop-native": lambda im: (
         disk(im["blk"], "vda", "native", kind="block"), 0, ""),
     "scsi-iothread-plus-blk-iothread": lambda im: (
