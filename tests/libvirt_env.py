@@ -169,6 +169,9 @@ class Stack:
     def __repr__(self) -> str:
         return f"Stack({self.name})"
 
+    unique_name = staticmethod(unique_name)
+    domain_xml = staticmethod(domain_xml)
+
     # -- paths as the host sees them
     def path(self, inside: str) -> str:
         return os.path.join(self.root, inside.lstrip("/")) if self.chroot else inside
@@ -199,11 +202,14 @@ class Stack:
     def argv(self, *argv: str) -> list[str]:
         return ["chroot", self.root, *argv] if self.chroot else list(argv)
 
+    def python_argv(self, *args: str) -> list[str]:
+        """The stack's own Python (as the stack sees it): Debian's python3 with Debian's
+        lxml/yaml/jsonschema in the chroot, the test venv's on the host."""
+        return ["/usr/bin/python3" if self.chroot else sys.executable, *args]
+
     def aiohook_argv(self, *args: str) -> list[str]:
         """aiohook from this checkout, run by the stack's own Python."""
-        if self.chroot:
-            return ["chroot", self.root, "/usr/bin/python3", "-m", "aiohook", *args]
-        return [sys.executable, "-m", "aiohook", *args]
+        return self.argv(*self.python_argv("-m", "aiohook", *args))
 
     def aiohook_env(self, extra: dict | None = None) -> dict:
         env = dict(os.environ)

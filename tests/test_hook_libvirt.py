@@ -1,10 +1,12 @@
-"""The hook under a real libvirtd and QEMU: installed with `aiohook install`, libvirtd
-restarted, type='qemu' domains on a preallocated file, a sparse file and a loop device.
+"""The hook under real libvirtds and QEMUs, on both stacks: installed with `aiohook
+install` (inside the stack, by its own Python), libvirtd restarted, type='qemu'
+domains on a preallocated file, a sparse file and a loop device.
 
-Holds the host lock (libvirt_host) throughout. Restores /etc/libvirt/hooks exactly as
+Holds the host lock throughout. Restores the stack's /etc/libvirt/hooks exactly as
 found, uninstalls, restarts libvirtd, removes every file it made. aiohook's settings,
-logs, cache and state live in a scratch directory (baked into the launcher by install),
-so the real /etc/aiohook is not touched.
+logs, cache and state live in a scratch directory under /var/tmp (baked into the
+launcher by install; the same path inside the chroot), so no real /etc/aiohook is
+touched.
 """
 
 from __future__ import annotations
@@ -14,19 +16,14 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
-from aiohook.probe.linux import LinuxProbe
-
 pytestmark = [pytest.mark.libvirt, pytest.mark.root]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AIOHOOK = os.path.join(os.path.dirname(sys.executable), "aiohook")
-HOOKS_DIR = "/etc/libvirt/hooks"
-URI = "qemu:///system"
+HOOKS_DIR = "/etc/libvirt/hooks"  # as the stack sees it
+URI = "qemu:///system"  # as the stack sees it
 QEMU = "/usr/bin/qemu-system-x86_64"
 
 
@@ -72,13 +69,13 @@ def restore(top: str, saved: dict) -> None:
 
 
 class Host:
-    def __init__(self, lv, work: str):
-        self.lv = lv
+    def __init__(self, stack, work: str):
+        self.lv = stack
+        self.stack = stack
         self.work = work
         self.config = os.path.join(work, "etc")
         self.logs = os.path.join(work, "log")
-        self.env = dict(os.environ, AIOHOOK_LOG_DIR=self.logs,
-                        AIOHOOK_CACHE_DIR=os.path.join(work, "cache"),
+        self.env = dict(AIOHOOK_LOG_DIR=self.logs, AIOHOOK_CACHE_DIR=os.path.join(work, "cache"),
                         AIOHOOK_STATE_DIR=os.path.join(work, "state"),
                         AIOHOOK_CONFIG_DIR=self.config)
 
@@ -87,11 +84,21 @@ class Host:
             fh.write(text)
 
     def aiohook(self, *args: str, check: bool = True):
-        done = subprocess.run([AIOHOOK, *args], capture_output=True, text=True, env=self.env,
-                              timeout=300, check=False)
+        done = self.stack.aiohook(*args, env=self.env, check=False)
+        done.stdout, done.stderr = done.stdout.decode(), done.stderr.decode()
         if check and done.returncode != 0:
-            raise AssertionError(f"aiohook {args} -> {done.returncode}: {done.stderr}")
+            raise AssertionError(f"[{self.stack.name}] aiohook {args} -> {done.returncode}: "
+                                 f"{done.stderr}")
         return done
+
+    def io_uring_usable(self) -> bool:
+        """aiohook's own verdict, by the stack's Python against the stack's QEMU."""
+        code = ("from aiohook.probe.linux import LinuxProbe; "
+                f"print(LinuxProbe().host_facts({QEMU!r}).io_uring_usable())")
+        out = subprocess.run(self.stack.argv(*self.stack.python_argv("-c", code)),
+                             capture_output=True, text=True, env=self.stack.aiohook_env(),
+                             check=True).stdout
+        return out.strip() == "True"
 
     def decisions(self, domain: str) -> list[dict]:
         path = os.path.join(self.logs, "decisions.jsonl")
@@ -120,12 +127,13 @@ class Host:
 
 
 @pytest.fixture(scope="module")
-def host(libvirt_host):
+def host(stack):
     from aiohook.lab.storage import LabUnavailable, StorageLab
 
-    lv = libvirt_host
-    saved = snapshot(HOOKS_DIR)
-    saved_exists = os.path.isdir(HOOKS_DIR)
+    lv = stack
+    hooks_dir = stack.hooks_dir
+    saved = snapshot(hooks_dir)
+    saved_exists = os.path.isdir(hooks_dir)
     work = tempfile.mkdtemp(prefix="aiohook-test-hook-", dir="/var/tmp")
     os.chmod(work, 0o755)  # QEMU runs as libvirt-qemu and must reach the images
     h = Host(lv, work)
@@ -145,23 +153,25 @@ def host(libvirt_host):
         yield h
     finally:
         lv.cleanup_test_domains()
-        subprocess.run([AIOHOOK, "uninstall"], capture_output=True, check=False)
-        restore(HOOKS_DIR, saved)
-        if not saved_exists and os.path.isdir(HOOKS_DIR):
-            shutil.rmtree(HOOKS_DIR)
+        stack.aiohook("uninstall", check=False)
+        restore(hooks_dir, saved)
+        if not saved_exists and os.path.isdir(hooks_dir):
+            shutil.rmtree(hooks_dir)
         lv.restart_libvirtd()
         lab.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-        assert snapshot(HOOKS_DIR) == saved
+        assert snapshot(hooks_dir) == saved
 
 
 def test_status_sees_the_installed_hook(host):
-    done = host.aiohook("status", "--format", "json")
+    done = host.aiohook("status", "--format", "json", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
     info = json.loads(done.stdout)
     assert info["installed"] and info["hook"] == f"{HOOKS_DIR}/qemu.d/50-aiohook"
     assert info["hook"] in info["libvirt_runs"]
     assert info["config_dir"] == host.config and info["problems"] == []
-    assert os.path.samefile(info["interpreter"], sys.executable)
+    python = host.stack.python_argv()[0]
+    assert os.path.samefile(host.stack.path(info["interpreter"]), host.stack.path(python))
 
 
 def test_refuse_blocks_virsh_start_with_aiohooks_message(host):
@@ -222,7 +232,7 @@ def test_apply_then_start_runs_qemu_with_native_aio(host):
     assert host.virsh("start", name).returncode == 0
     out = host.aiohook("apply", "--connect", URI, name).stdout
     # the sparse disk moves to io_uring where this host can run it (rule sparse-image)
-    uring = LinuxProbe().host_facts(QEMU).io_uring_usable()
+    uring = host.io_uring_usable()
     assert f"{name}: defined with {3 if uring else 2} disk(s) changed" in out
     assert "only its persistent config changed" in out
     assert "io='native'" not in host.xml(name)  # the live domain is untouched
@@ -232,7 +242,7 @@ def test_apply_then_start_runs_qemu_with_native_aio(host):
 
     # The next start is compliant, even under refuse, and QEMU gets aio=native.
     host.settings("enforce: refuse\n")
-    log = f"/var/log/libvirt/qemu/{name}.log"
+    log = host.stack.path(f"/var/log/libvirt/qemu/{name}.log")
     offset = os.path.getsize(log) if os.path.exists(log) else 0
     done = host.virsh("start", name, check=False)
     assert done.returncode == 0, done.stderr

@@ -312,7 +312,8 @@ def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
         if daemon:
             name, since = daemon
             out["daemon"] = name
-            if os.stat(hook).st_mtime > since:
+            # btime has whole seconds: the start time read back may be up to 1 s early
+            if os.stat(hook).st_mtime > since + 1.0:
                 out["problems"].append(f"{name} started before {hook} was written: it will not "
                                        f"run the hook until restarted")
         interpreter = out.get("interpreter")
