@@ -89,3 +89,30 @@ def test_unknown_disk_is_a_usage_error(capsys):
     code, _, err = explain(capsys, "--disk", "vdz", EDGES)
     assert code == 2
     assert "has no disk 'vdz'" in err
+
+
+def test_shows_the_replacement_of_a_refused_explicit_io(capsys):
+    # issue 15: explicit native on a sparse image gets what the rules give it without an io
+    path = os.path.join(SUITE, "migrated-sparse-native.xml")
+    code = main(["explain", "--facts", os.path.join(SUITE, "facts-migrated.yaml"),
+                 "--disk", "vda", path])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "VETO native-not-on-sparse: io=native cache=none" in out
+    assert ("REPLACED io=native by io=io_uring: asked rule 'sparse-image', which decides this "
+            "disk when the XML sets no io") in out
+    assert "decision: io native -> io_uring, cache none by explicit-io (changed)" in out
+    assert "| io_uring instead: what rule 'sparse-image' gives this disk when the XML sets no io" in out
+
+
+def test_json_names_the_replacing_rule(capsys):
+    path = os.path.join(SUITE, "migrated-sparse-native-no-io-uring.xml")
+    code = main(["explain", "--format", "json", "--facts",
+                 os.path.join(SUITE, "facts-migrated-no-io-uring.yaml"), path])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    by_target = {d["target"]: d["decision"] for d in data["disks"]}
+    assert by_target["vda"]["replaced_by"] == "sparse-image"
+    assert by_target["vda"]["io"] == {"before": "native", "after": "threads"}
+    assert by_target["vdf"]["replaced_by"] == "block-device"
+    assert by_target["vdf"]["io"] == {"before": "io_uring", "after": "native"}

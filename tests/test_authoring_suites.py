@@ -35,7 +35,7 @@ def run_suite(suite: str, rules: str | None = None) -> testrunner.SuiteReport:
 
 
 def case_disks(suite: str):
-    """(DiskFacts, decision) of every disk the suite has an expectation for."""
+    """(DiskFacts, decision, HostFacts) of every disk the suite has an expectation for."""
     path = manifest(suite)
     data = testrunner.load_manifest(path).data
     base = os.path.dirname(path)
@@ -50,7 +50,7 @@ def case_disks(suite: str):
         )
         for d in plan.disks:
             if (plan.name, d.facts.target) in wanted:
-                out.append((d.facts, d.decision))
+                out.append((d.facts, d.decision, plan.host))
     return out
 
 
@@ -99,6 +99,17 @@ def test_every_expectation_names_the_deciding_rule(suite):
     assert all("rule" in r and "io" in r for r in data["results"])
 
 
+@pytest.mark.parametrize("suite", SUITES)
+def test_covers_refused_explicit_native_on_sparse(suite):
+    """Issue 15: explicit native on a sparse image, on hosts with and without io_uring."""
+    hosts = {
+        host.io_uring_usable()
+        for f, d, host in case_disks(suite)
+        if f.disk_class == "file-sparse" and d.io_before == "native" and d.replaced_by
+    }
+    assert hosts == {True, False}
+
+
 # --- mutations ------------------------------------------------------------------
 
 
@@ -140,7 +151,7 @@ def test_deleting_any_rule_fails_the_suite(suite, tmp_path):
 def overlapping_pairs(suite: str) -> list[tuple[int, int]]:
     """(i, j), i < j, for rules that both select some case disk the rules decide."""
     ruleset = load_ruleset(rules_path(suite), use_cache=False)
-    disks = [f for f, d in case_disks(suite) if d.rule not in (SKIP_RULE, PIN_RULE)]
+    disks = [f for f, d, _ in case_disks(suite) if d.rule not in (SKIP_RULE, PIN_RULE)]
     rules = ruleset.rules
     return [
         (i, j)

@@ -178,6 +178,36 @@ def test_budget_json_agrees_with_proc(stack, images):
             stack.destroy_and_undefine(name)
 
 
+def test_doctor_plans_with_the_generations_model(stack, images):
+    """doctor, run inside the stack, counts each defined domain by its QEMU's model."""
+    import libvirt_env as env
+
+    names = []
+    try:
+        for shape in ("blk-iothreads-1-2-3", "scsi-2ctl-iothreads-1-2"):
+            disks, iot, extra = SHAPES[shape](images)
+            name = env.unique_name("doc")
+            xml = env.domain_xml(name, disks, iothreads=iot, extra_devices=extra, vcpus=VCPUS)
+            stack.define(xml)
+            names.append((name, demand_for_document(parse_domain(xml.encode()),
+                                                    stack.qemu_version)))
+        done = stack.aiohook("doctor", "--format", "json", check=False)
+        assert done.returncode in (0, 1), done.stderr
+        rep = json.loads(done.stdout)
+        by_name = {d["name"]: d for d in rep["domains"]}
+        lazy = version_tuple(stack.qemu_version) >= (9, 0)
+        for name, predicted in names:
+            got = by_name[name]
+            assert (got["events_at_start"], got["events_max"], got["model"]) == (
+                predicted["events_at_start"], predicted["events_max"], predicted["model"])
+            assert got["model"] == ("lazy" if lazy else "open-time")
+        # 7.2: 4 + 3 contexts; 10.0: 3 + 2 (no main loop: every native disk is on an iothread)
+        assert sum(by_name[n]["events_max"] for n, _ in names) == (5 if lazy else 7) * 1024
+    finally:
+        for name, _ in names:
+            stack.destroy_and_undefine(name)
+
+
 # ------------------------------------------------------------ with the real hook
 
 def _tree(path):

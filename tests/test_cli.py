@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "domains"
 FACTS = FIXTURES / "facts.yaml"
 RULES = ROOT / "aiohook" / "rules.yaml"
-CHANGING = FIXTURES / "kubevirt-containerdisk.xml"  # vda native->threads, vdb gains native+none
+CHANGING = FIXTURES / "kubevirt-containerdisk.xml"  # vda native->io_uring, vdb gains native+none
 UNCHANGED = FIXTURES / "nova-lvm-ephemeral.xml"
 
 DISK_KEYS = {"target", "device", "type", "source", "class", "facts", "io", "cache", "rule",
@@ -55,7 +55,7 @@ def test_plan_text_table(env):
     assert "file-preallocated" in row and "unset -> native" in row and "unset -> none" in row
     assert "preallocated-image" in row
     row = next(line for line in lines if line.split()[:1] == ["vda"])
-    assert "native -> threads" in row and "file-sparse" in row
+    assert "native -> io_uring" in row and "file-sparse" in row
     # why, per disk
     assert any(line.strip().startswith("vda:") and "sparse" in line for line in lines)
     # columns line up: every row starts each column at the header's offset
@@ -117,7 +117,7 @@ def test_rewrite_one_to_stdout(env):
     assert out != original
     native = re.compile(rb"""io=["']native["']""")
     assert len(native.findall(out)) == len(native.findall(original))  # vda lost one, vdb gained one
-    assert re.search(rb"""io=["']threads["']""", out)
+    assert re.search(rb"""io=["']io_uring["']""", out)
     # only <driver> lines differ
     changed = [(a, b) for a, b in zip(original.splitlines(), out.splitlines()) if a != b]
     assert changed and all(b"<driver" in a or b"<driver" in b for a, b in changed)

@@ -169,16 +169,22 @@ def test_row_preallocated_with_o_direct_native(rules, fs, cache, fmt):
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
 @pytest.mark.parametrize("cache", [None, "none", "directsync", "writeback"])
-def test_row_sparse_threads_even_when_xml_says_native(rules, fmt, cache):
+def test_row_sparse_never_native_even_when_xml_says_native(rules, fmt, cache):
     # io_uring where usable (benchmarks/calibrate-results.md), unless the host page cache rule came first
+    best = None if cache == "writeback" else "io_uring"
     d = decide(disk(source=sparse(), cache=cache, fmt=fmt), HOST, rules)
-    assert after(d) == ((None if cache == "writeback" else "io_uring"), cache)
+    assert after(d) == (best, cache)
     for name, host in NO_URING_HOSTS.items():
         d = decide(disk(source=sparse(), cache=cache, fmt=fmt), host, rules)
         assert after(d) == (None, cache), name  # unset = QEMU's default, threads; nothing added
+    # an explicit native is corrected to what the same disk gets without an io (issue 15),
+    # written out: threads where that is QEMU's default
     d = decide(disk(source=sparse(), io="native", cache=cache, fmt=fmt), HOST, rules)
-    assert after(d) == ("threads", cache)
-    assert any(v.check == "native-not-on-sparse" for v in d.vetoes) or cache == "writeback"
+    assert after(d) == (best or "threads", cache)
+    assert any(v.check == "native-not-on-sparse" for v in d.vetoes)
+    for name, host in NO_URING_HOSTS.items():
+        d = decide(disk(source=sparse(), io="native", cache=cache, fmt=fmt), host, rules)
+        assert after(d) == ("threads", cache), name
 
 
 @pytest.mark.parametrize("source", [prealloc("cifs", o_direct=False), sparse("fuse.s3fs", o_direct=False),
@@ -226,9 +232,13 @@ def test_explicit_io_kept_when_safe(rules, io, source):
 
 
 @pytest.mark.parametrize("name", sorted(NO_URING_HOSTS))
-def test_explicit_io_uring_corrected_where_impossible(rules, name):
-    d = decide(disk("block", source=block(), io="io_uring", cache="none"), NO_URING_HOSTS[name], rules)
-    assert d.io_after == "threads"
+@pytest.mark.parametrize("source, best", [(block(), "native"), (prealloc(), "native"),
+                                          (sparse(), "threads")], ids=["block", "prealloc", "sparse"])
+def test_explicit_io_uring_corrected_where_impossible(rules, name, source, best):
+    # what the rules give the disk without an io: native where it is known safe
+    typ = "block" if source.kind == "block" else "file"
+    d = decide(disk(typ, source=source, io="io_uring", cache="none"), NO_URING_HOSTS[name], rules)
+    assert after(d) == (best, "none")
     assert any(v.check == "io_uring-needs-support" for v in d.vetoes)
 
 
@@ -470,3 +480,88 @@ def test_resolve_keep_and_unset():
     f = disk("block", source=block(), io="threads", cache="none")
     assert resolve(f, HOST, Action(("keep",)), "r", "d").io_after == "threads"
     assert resolve(f, HOST, Action(("unset",)), "r", "d").io_after is None
+
+
+# ---------------------------------------------------------------- a refused explicit io (issue 15)
+
+PROFILES = ("default", "io_uring", "conservative")
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    from aiohook.policy.loader import load_ruleset
+
+    return {name: load_ruleset(name, use_cache=False) for name in PROFILES}
+
+
+@pytest.mark.parametrize("profile, with_uring, without_uring", [
+    ("default", "io_uring", "threads"),
+    ("io_uring", "io_uring", "threads"),
+    ("conservative", "threads", "threads"),
+])
+@pytest.mark.parametrize("cache", [None, "none"])
+def test_explicit_native_on_sparse_lands_on_the_rules_choice(profiles, profile, with_uring,
+                                                             without_uring, cache):
+    """The migration case: --copy-storage-all onto a sparse image, io='native' in the XML."""
+    f = disk(source=sparse(), io="native", cache=cache)
+    assert after(decide(f, HOST, profiles[profile])) == (with_uring, cache)
+    for name, host in NO_URING_HOSTS.items():
+        assert after(decide(f, host, profiles[profile])) == (without_uring, cache), name
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("host", [HOST, *NO_URING_HOSTS.values()])
+@pytest.mark.parametrize("io", ["native", "io_uring"])
+@pytest.mark.parametrize("cache", [None, "none", "writeback"])
+@pytest.mark.parametrize("source", [block(), block("loop"), prealloc(), sparse(),
+                                    prealloc("cifs", o_direct=False)],
+                         ids=["block", "loop", "prealloc", "sparse", "cifs"])
+def test_corrected_io_is_what_the_disk_gets_without_one(profiles, profile, host, io, cache, source):
+    typ = "block" if source.kind == "block" else "file"
+    f = disk(typ, source=source, io=io, cache=cache)
+    d = decide(f, host, profiles[profile])
+    if d.io_after == io:
+        return  # kept: safe
+    bare = decide(disk(typ, source=source, cache=cache), host, profiles[profile])
+    if bare.cache_after == cache or bare.io_after in (None, "threads", "io_uring"):
+        assert d.io_after == (bare.io_after or "threads")
+    else:  # the rules would also set cache=none for native: the correction changes io only
+        assert d.io_after == "threads"
+    assert d.cache_after == cache
+
+
+def test_reason_says_what_was_refused_and_why_the_replacement(rules):
+    f = disk(source=sparse(), io="native", cache="none")
+    d = decide(f, HOST, rules)
+    assert d.rule == "explicit-io" and d.replaced_by == "sparse-image"
+    assert "native refused: native on a sparse image" in d.reason
+    assert "| io_uring instead: what rule 'sparse-image' gives this disk when the XML sets no io" in d.reason
+    d = decide(f, NO_URING_HOSTS["kernel-disabled"], rules)
+    assert d.io_after == "threads" and d.replaced_by == "sparse-image"
+    assert "| threads instead, QEMU's default: what rule 'sparse-image' gives" in d.reason
+    assert "io_uring refused: io_uring is not usable on this host/QEMU" in d.reason
+    assert [v.check for v in d.vetoes][-1] == "io_uring-needs-support"
+
+
+def test_correction_changes_io_only(rules):
+    # without an io the rules give native with cache=none; the kept cache (unset) refuses native
+    d = decide(disk(source=prealloc(), io="native", cache=None), HOST, rules)
+    assert after(d) == ("threads", None) and d.replaced_by == "preallocated-image"
+    assert ("| threads instead, QEMU's default: rule 'preallocated-image' gives this disk native "
+            "with cache none when the XML sets no io, and a correction changes io only") in d.reason
+
+
+def test_correction_without_a_deciding_rule_is_threads():
+    rs = _rules("version: 1\nrules:\n  - name: k\n    description: d\n    match: {io: native}\n"
+                "    action: {io: keep}\n")
+    d = decide(disk(source=sparse(), io="native", cache="none"), HOST, rs)
+    assert after(d) == ("threads", "none") and d.replaced_by is None
+    assert "no rule decides this disk when the XML sets no io" in d.reason
+    # resolve() without a ruleset (lint's use) lands on threads as well
+    f = disk(source=sparse(), io="native", cache="none")
+    assert resolve(f, HOST, Action(("keep",)), "r", "d").io_after == "threads"
+
+
+def test_refused_pin_on_explicit_io_lands_on_the_rules_choice(rules):
+    d = decide(disk(source=sparse(), io="native", cache="none"), HOST, rules, pin="native")
+    assert after(d) == ("io_uring", "none") and d.rule == PIN_RULE

@@ -3,7 +3,8 @@
 For every disk: each rule in order, matched or why not (the failing condition
 with the fact's value); rules after the first match are shown as not reached,
 with whether they would have matched. Then the safety checks: the vetoes that
-refused a preference, and every check on the final outcome. Then the decision.
+refused a preference, the replacement of a refused explicit io, and every check
+on the final outcome. Then the decision.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def _explain_disk(dp, host, ruleset) -> dict:
             "io": {"before": d.io_before, "after": d.io_after},
             "cache": {"before": d.cache_before, "after": d.cache_after},
             "changed": d.changed,
+            "replaced_by": d.replaced_by,
             "reason": d.reason,
         },
     }
@@ -136,6 +138,11 @@ def render_text(plan, explained: list[dict]) -> str:
                 out.append(f"    VETO {v['check']}: io={v['io']} cache={v['cache']}: {v['why']}")
         else:
             out.append("    no vetoes")
+        if dec["replaced_by"]:
+            out.append(
+                f"    REPLACED io={_u(dec['io']['before'])} by io={_u(dec['io']['after'])}: "
+                f"asked rule '{dec['replaced_by']}', which decides this disk when the XML sets no io"
+            )
         out.append(
             f"  safety checks on the outcome io={_u(dec['io']['after'])} "
             f"cache={_u(dec['cache']['after'])}:"

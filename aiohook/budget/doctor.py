@@ -1,6 +1,7 @@
 """`aiohook doctor`: is this host's AIO limit big enough for the domains it defines?
 
-Compares fs.aio-max-nr with the sum of events_max over every defined domain
+Compares fs.aio-max-nr with the sum of events_max (by each domain's QEMU
+generation, aiohook.budget.demand) over every defined domain
 (/etc/libvirt/qemu/*.xml) plus running transient ones (/run/libvirt/qemu/*.xml),
 the reserve and what non-QEMU processes hold now; checks io_uring, the QEMU and
 libvirt versions, and whether aiohook's hook is installed. `--apply` writes
@@ -107,7 +108,8 @@ def examine(config_dir: str = CONFIG_DIR, hooks_dir: str = HOOKS_DIR, reserve: i
             versions[emu] = host.qemu_version
         d = demand_for_document(doc, versions[emu])
         rep.domains.append({"name": doc.name, "file": path, "events_at_start": d["events_at_start"],
-                            "events_max": d["events_max"], "qemu_version": versions[emu]})
+                            "events_max": d["events_max"], "qemu_version": versions[emu],
+                            "model": d["model"]})
     host = host or probe.host_facts(None)
     supply = read_supply(reserve)
     rep.aio_max_nr, rep.aio_nr = supply.aio_max_nr, supply.aio_nr
@@ -174,7 +176,7 @@ def render_text(rep: DoctorReport) -> str:
              "hook: " + (", ".join(f["path"] for f in rep.hook["files"]) or "not installed")]
     for d in sorted(rep.domains, key=lambda d: -d["events_max"])[:20]:
         lines.append(f"  {d['name']}: events_at_start {d['events_at_start']}, "
-                     f"events_max {d['events_max']}")
+                     f"events_max {d['events_max']} (QEMU {d['qemu_version']}, {d['model']})")
     lines += [f"note: {n}" for n in rep.notes]
     lines += [f"PROBLEM: {p}" for p in rep.problems]
     if rep.fixes:

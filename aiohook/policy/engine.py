@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohook.facts import DiskFacts, HostFacts
 from aiohook.policy.conditions import CONDITIONS
@@ -39,6 +39,7 @@ class Decision:
     reason: str
     vetoes: list[Veto] = field(default_factory=list)
     trace: list[RuleTrace] = field(default_factory=list)
+    replaced_by: str | None = None  # rule whose choice replaced a refused explicit io
 
     @property
     def changed(self) -> bool:
@@ -60,7 +61,7 @@ def decide(facts: DiskFacts, host: HostFacts, ruleset: Ruleset, *, pin: str | No
             decision.trace = trace
             return decision
         rule_name, action, description = rule.name, rule.action, rule.description
-    decision = resolve(facts, host, action, rule_name, description)
+    decision = resolve(facts, host, action, rule_name, description, ruleset)
     decision.trace = trace
     return decision
 
@@ -111,8 +112,12 @@ def _arg(arg) -> str:
 
 
 def resolve(facts: DiskFacts, host: HostFacts, action: Action, rule: str,
-            description: str) -> Decision:
-    """Apply an action through the safety checks: next preference, then a safe fallback."""
+            description: str, ruleset: Ruleset | None = None) -> Decision:
+    """Apply an action through the safety checks: next preference, then a safe fallback.
+
+    When every preference is refused, the io found is kept if it is safe; an
+    explicit io that is not gets what the ruleset gives the disk without one.
+    """
     vetoes: list[Veto] = []
     cache = _cache_after(facts, action)
     if cache != facts.cache:
@@ -126,8 +131,10 @@ def resolve(facts: DiskFacts, host: HostFacts, action: Action, rule: str,
         if not refused:
             return _decision(facts, io, cache, rule, description, vetoes)
         vetoes += [Veto(n, io, cache, w) for n, w in refused]
-    io, cache = _fallback(facts, host, cache)
-    return _decision(facts, io, cache, rule, description, vetoes)
+    for kept_cache in (cache, facts.cache):
+        if not refusals(Candidate(facts.io, kept_cache), facts, host):
+            return _decision(facts, facts.io, kept_cache, rule, description, vetoes)
+    return _replaced(facts, host, ruleset, rule, description, vetoes)
 
 
 def _cache_after(facts: DiskFacts, action: Action) -> str | None:
@@ -146,13 +153,51 @@ def _io_value(facts: DiskFacts, wanted: str) -> str | None:
     return wanted
 
 
-def _fallback(facts: DiskFacts, host: HostFacts, cache: str | None) -> tuple[str | None, str | None]:
-    """Every preference was refused: keep what was found if that is safe, else threads."""
-    if not refusals(Candidate(facts.io, cache), facts, host):
-        return facts.io, cache
-    if not refusals(Candidate(facts.io, facts.cache), facts, host):
-        return facts.io, facts.cache
-    return "threads", facts.cache
+@dataclass
+class Replacement:
+    """What a refused explicit io becomes, and why."""
+
+    io: str
+    why: str
+    rule: str | None = None
+    vetoes: list[Veto] = field(default_factory=list)
+
+
+def replacement_io(facts: DiskFacts, host: HostFacts, ruleset: Ruleset | None) -> Replacement:
+    """The io the ruleset gives this disk when the XML sets none, judged with the cache found.
+
+    The correction changes io only. QEMU's default, threads, is written out when
+    that choice is no io attribute, or when it needs another cache.
+    """
+    default = "threads instead, QEMU's default"
+    bare = replace(facts, io=None)
+    rule = first_match(ruleset, bare) if ruleset is not None else None
+    if rule is None:
+        return Replacement("threads", f"{default}: no rule decides this disk when the XML sets no io")
+    choice = resolve(bare, host, rule.action, rule.name, rule.description)
+    inner = "".join(f"; {v.io or 'unset'} refused: {v.why}" for v in choice.vetoes)
+    why = f"what rule '{rule.name}' gives this disk when the XML sets no io ({rule.description}{inner})"
+    if choice.io_after is None:
+        return Replacement("threads", f"{default}: {why}", rule.name, choice.vetoes)
+    refused = refusals(Candidate(choice.io_after, facts.cache), facts, host)
+    if refused:
+        given = f"rule '{rule.name}' gives this disk {choice.io_after}"
+        if choice.cache_after != facts.cache:
+            why = (f"{given} with cache {choice.cache_after} when the XML sets no io, "
+                   f"and a correction changes io only")
+        else:
+            why = f"{given} when the XML sets no io, refused here: {refused[0][1]}"
+        return Replacement("threads", f"{default}: {why}", rule.name, choice.vetoes)
+    return Replacement(choice.io_after, f"{choice.io_after} instead: {why}", rule.name, choice.vetoes)
+
+
+def _replaced(facts, host, ruleset, rule, description, vetoes) -> Decision:
+    new = replacement_io(facts, host, ruleset)
+    decision = _decision(facts, new.io, facts.cache, rule, description, vetoes)
+    decision.reason += " | " + new.why
+    decision.vetoes += new.vetoes
+    decision.replaced_by = new.rule
+    return decision
 
 
 def _decision(facts, io, cache, rule, description, vetoes) -> Decision:
