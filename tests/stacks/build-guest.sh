@@ -16,7 +16,9 @@ for tool in apt-get dpkg cpio xz; do
 done
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+kernel_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+kpkg=$(kernel_pkg)
+if [ -z "$kpkg" ]; then apt-get update -qq >/dev/null && kpkg=$(kernel_pkg); fi
 [ -n "$kpkg" ] || { echo "build-guest.sh: no linux-image-cloud-amd64 (apt-get update?)" >&2; exit 1; }
 chmod 777 . && apt-get download -qq "$kpkg" busybox-static >/dev/null 2>&1
 mkdir k bb
