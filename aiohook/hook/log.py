@@ -2,10 +2,13 @@
 
 syslog: the stdlib module (libc syslog(3)). Where /dev/log is missing (CI,
 containers) libc drops the message silently; the decision log still has it.
+Every message is one line: control characters are escaped (escape()), so a
+domain name with a newline or a terminal escape cannot forge a record.
 
 Decision log: LOG_DIR/decisions.jsonl (/var/log/aiohook), one JSON object a
-line: time, domain, op, subop, outcome, message, and per disk target, source,
-class, io/cache before and after, rule. Appends are single O_APPEND writes
+line (json.dumps escapes every control character and all non-ASCII, so a
+record is always exactly one line): time, domain, op, subop, outcome,
+message, and per disk target, source, class, io/cache before and after, rule. Appends are single O_APPEND writes
 under an flock; when the file would grow past MAX_BYTES it is rotated to
 decisions.jsonl.1 (.1 -> .2 ... up to KEEP files), so it stays bounded at
 (KEEP + 1) * MAX_BYTES. A log that can't be written never fails the hook: that
@@ -36,14 +39,39 @@ NOTICE = syslog.LOG_NOTICE
 INFO = syslog.LOG_INFO
 
 
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(message: str) -> str:
+    """One printable line: every character str.isprintable() rejects (C0 and C1
+    controls, DEL, terminal escapes, U+2028/2029, bidi overrides, lone
+    surrogates from undecodable argv bytes, NUL) becomes a Python-style escape
+    (\\n, \\x1b, \\u2028), and a backslash becomes two. So nothing a domain
+    name carries can end the syslog record, forge the next one or drive the
+    terminal of whoever reads the log, and every escape reads back unambiguously."""
+    if message.isprintable() and "\\" not in message:
+        return message
+    out = []
+    for ch in message:
+        if ch.isprintable() and ch != "\\":
+            out.append(ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def say(priority: int, message: str) -> None:
-    """One syslog line with identifier `aiohook` (facility daemon)."""
+    """One syslog line with identifier `aiohook` (facility daemon), escaped (escape())."""
     global _opened
     try:
         if not _opened:
             syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
             _opened = True
-        syslog.syslog(priority, message.replace("\n", " "))
+        syslog.syslog(priority, escape(message))
     except Exception:  # noqa: BLE001, S110 - logging must never break the hook
         pass
 
