@@ -42,6 +42,12 @@ def images(stack):
         subprocess.run(["fallocate", "-l", "8M", p], check=True)
         os.chmod(p, 0o666)
         im[f"f{i}"] = p
+    for q in ("q0", "q1"):
+        p = os.path.join(d, f"{q}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=falloc",
+                        p, "8M"], check=True)
+        os.chmod(p, 0o666)
+        im[q] = p
     back = os.path.join(d, "blk.raw")
     subprocess.run(["fallocate", "-l", "8M", back], check=True)
     dev = subprocess.run(["losetup", "-f", "--show", back], capture_output=True, text=True,

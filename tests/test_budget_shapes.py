@@ -2,7 +2,7 @@
 
 Each shape is a function (images) -> (disks_xml, iothreads, extra_devices).
 `images` maps a key to a path: raw preallocated files "f0".."f5" and a loop
-block device "blk". Domains have VCPUS vCPUs (per-queue mappings depend on it).
+block device "blk", and preallocated qcow2 images "q0", "q1". Domains have VCPUS vCPUs (per-queue mappings depend on it).
 NEEDS_LIBVIRT names the shapes that an older libvirt refuses to define.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 def disk(src: str, target: str, io: str | None, *, bus: str = "virtio", iothread: str | None = None,
          device: str = "disk", kind: str = "file", cache: str = "none", controller: str | None = None,
-         unit: str | None = None) -> str:
-    attrs = f"name='qemu' type='raw' cache='{cache}'"
+         unit: str | None = None, fmt: str = "raw") -> str:
+    attrs = f"name='qemu' type='{fmt}' cache='{cache}'"
     if io:
         attrs += f" io='{io}'"
     if iothread:
@@ -89,6 +89,13 @@ SHAPES = {
     "scsi-iothread-plus-blk-iothread": lambda im: (
         disk(im["f0"], "sda", "native", bus="scsi", controller="0")
         + disk(im["f1"], "vda", "native", iothread="2"), 2, scsi_controller(0, "1")),
+    # qcow2 reads its header at open, from the main loop: a context at start on QEMU >= 9 too
+    "qcow2-iothread1-plus-raw-iothread2": lambda im: (
+        disk(im["q0"], "vda", "native", iothread="1", fmt="qcow2")
+        + disk(im["f1"], "vdb", "native", iothread="2"), 2, ""),
+    "qcow2-2-main-loop": lambda im: (
+        disk(im["q0"], "vda", "native", fmt="qcow2") + disk(im["q1"], "vdb", "native", fmt="qcow2"),
+        0, ""),
     "blk-queues-2-iothreads-1-2": lambda im: (
         mapped_disk(im["f0"], "vda", queue_mapping(2, "1", "2")), 2, ""),
     # 4 queues, a 2-vCPU guest uses queues 0 and 1 only: iothreads 1 and 2, not 3

@@ -17,7 +17,8 @@ from aiohook.budget import demand, gate, ledger, procscan, supply
 from aiohook.domxml import parse_domain
 from aiohook.facts import HostFacts
 
-IMAGES = {f"f{i}": f"/img/f{i}.raw" for i in range(6)} | {"blk": "/dev/loop9"}
+IMAGES = {f"f{i}": f"/img/f{i}.raw" for i in range(6)} | {"blk": "/dev/loop9", "q0": "/img/q0",
+                                                          "q1": "/img/q1"}
 EXPECTED = {  # shape -> {generation: (events_at_start, events_max)}, 2 vCPUs, QEMU >= 5.0
     "main-1native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
     "main-2native-1iouring": {"7.2": (1024, 1024), "10.0": (0, 1024)},
@@ -31,6 +32,8 @@ EXPECTED = {  # shape -> {generation: (events_at_start, events_max)}, 2 vCPUs, Q
     "cdrom-native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
     "block-loop-native": {"7.2": (1024, 1024), "10.0": (0, 1024)},
     "scsi-iothread-plus-blk-iothread": {"7.2": (2048, 3072), "10.0": (0, 2048)},
+    "qcow2-iothread1-plus-raw-iothread2": {"7.2": (1024, 3072), "10.0": (1024, 3072)},
+    "qcow2-2-main-loop": {"7.2": (1024, 1024), "10.0": (1024, 1024)},
     "blk-queues-2-iothreads-1-2": {"7.2": (1024, 3072), "10.0": (0, 2048)},
     "blk-queues-4-explicit-1-2-3": {"7.2": (1024, 3072), "10.0": (0, 2048)},
     "scsi-queues-mapped-iothreads-1-2": {"7.2": (3072, 3072), "10.0": (0, 2048)},

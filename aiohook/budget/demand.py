@@ -11,9 +11,11 @@ generation (docs/aio-accounting.md has the measurements behind each line):
   disk's iothread (``<driver iothread>`` or a per-queue mapping) when the
   guest's driver starts it. A failure at start refuses the start.
 - ``lazy`` (QEMU >= 9.0, "block/file-posix: set up Linux AIO and io_uring in
-  the current thread"): nothing at start; each thread's context at its first
-  native request. A main-loop context only for disks whose I/O runs in the
-  main loop. A failure falls back to the thread pool with one log line.
+  the current thread"): each thread's context at its first native request. A
+  main-loop context only for disks whose I/O runs in the main loop, or whose
+  image format reads metadata when it opens (qcow2, vmdk, luks...: the read is
+  submitted from the main loop at start); nothing else at start. A failure
+  falls back to the thread pool with one log line.
 
 A disk's I/O runs in: the iothreads of its per-queue mapping that the guest
 uses (Linux uses min(queues, vCPUs) queues), else its ``<driver iothread>``
@@ -34,6 +36,7 @@ LAZY_SINCE = (9, 0)
 OPEN_TIME, LAZY = "open-time", "lazy"
 MAIN = "main"
 _IO_TYPES = ("file", "block", "volume")  # where io= reaches QEMU's file driver
+_NO_READ_AT_OPEN = (None, "raw")  # formats whose open reads nothing through the disk
 
 
 def events_per_context(qemu_version: str | None) -> int:
@@ -143,7 +146,8 @@ def native_disks(doc, io_override: list[str | None] | None = None) -> list[dict]
             threads = list(scsi.get(_disk_controller(disk), []))
             realize = bool(threads)
         out.append({"target": disk.target, "device": disk.device, "bus": bus,
-                    "threads": threads or [MAIN], "bound_at_realize": realize})
+                    "threads": threads or [MAIN], "bound_at_realize": realize,
+                    "reads_at_open": disk.format not in _NO_READ_AT_OPEN})
     return out
 
 
@@ -165,6 +169,8 @@ def contexts_for(disks: list[dict], model: str) -> list[dict]:
             ctx(MAIN, "start")  # the file is opened, and its context set up, in the main loop
             opens = "start" if d["bound_at_realize"] else "first-io"
         else:
+            if d["reads_at_open"]:  # the format's metadata read, from the main loop
+                ctx(MAIN, "start")
             opens = "first-io"
         for thread in d["threads"]:
             c = ctx(thread, opens)
