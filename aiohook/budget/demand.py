@@ -147,8 +147,14 @@ def native_disks(doc, io_override: list[str | None] | None = None) -> list[dict]
             realize = bool(threads)
         out.append({"target": disk.target, "device": disk.device, "bus": bus,
                     "threads": threads or [MAIN], "bound_at_realize": realize,
-                    "reads_at_open": disk.format not in _NO_READ_AT_OPEN})
+                    "reads_at_open": disk.format not in _NO_READ_AT_OPEN or _encrypted(disk)})
     return out
+
+
+def _encrypted(disk) -> bool:
+    """LUKS (<encryption> in <source>, or on the disk): QEMU reads its header at open."""
+    el = disk.element
+    return el.find("source/encryption") is not None or el.find("encryption") is not None
 
 
 # ------------------------------------------------------------ demand

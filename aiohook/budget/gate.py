@@ -113,7 +113,8 @@ def budget_message(domain: str, demand: dict, check: str, supply: Supply, pendin
                    pending_parts, io_uring: bool) -> str:
     need = demand[check]
     avail = supply.available(pending)
-    when = "at start" if check == "events_at_start" else "at most (events_max)"
+    when = ("at start" if check == "events_at_start"
+            else "once its guest has used every disk (events_max)")
     ctx = demand["contexts_at_start" if check == "events_at_start" else "contexts_max"]
     minimum = supply.aio_nr + supply.reserve + pending + need
     lines = [
@@ -164,6 +165,26 @@ def gate_prepare(plan, settings) -> GateOutcome:
                 "prepare hook's XML, so the start is refused; degrade works at restore, incoming "
                 f"migration and `aiohook apply {name}`)")
     return GateOutcome(False, msg, demand, need, avail, False)
+
+
+def check_incoming(plan, settings) -> GateOutcome:
+    """At `migrate begin` (incoming) and `restore begin`, with on_budget_exceeded:
+    refuse: would the domain as aiohook prints it fit? Refusing here stops an
+    incoming migration before the destination starts anything; nothing is
+    reserved (the prepare gate that follows does that)."""
+    mode, reserve, check = _settings(settings)
+    demand = demand_for(plan)
+    need = demand[check]
+    if need <= 0 or mode != "refuse":
+        return GateOutcome(True, "", demand, need)
+    pending, parts = outstanding(_ledger.snapshot(), exclude=plan.name)
+    supply = read_supply(reserve)
+    avail = supply.available(pending)
+    if need <= avail:
+        return GateOutcome(True, "", demand, need, avail)
+    msg = budget_message(plan.name, demand, check, supply, pending, parts,
+                         plan.host.io_uring_usable())
+    return GateOutcome(False, msg, demand, need, avail)
 
 
 # --------------------------------------------------------------------- degrade

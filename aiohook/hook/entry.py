@@ -1,7 +1,7 @@
 """The libvirt qemu hook's entry: dispatch on the op before importing anything heavy.
 
 libvirt calls `HOOK DOMAIN OP SUBOP EXTRA` with the domain XML on stdin and
-waits, with no timeout, for the exit status (aio-facts.md section 1).
+waits, with no timeout, for the exit status (docs/facts.md section 1).
 
 - `prepare begin`: the gate (aiohook.hook.prepare): compliance + AIO budget.
 - `migrate begin`, `restore begin`: the filter (aiohook.hook.filter): print the

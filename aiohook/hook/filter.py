@@ -1,13 +1,15 @@
 """`migrate begin` (incoming) and `restore begin`: the hook as an XML filter.
 
 libvirt reads stdout as the replacement domain XML here, and only here;
-empty output means "unchanged" (aio-facts.md section 1). aiohook changes only
+empty output means "unchanged" (docs/facts.md section 1). aiohook changes only
 <driver io=... cache=...> (host-side, so libvirt's ABI stability check passes);
 the rest of the document is passed through byte for byte (DomainDocument.serialize).
 
 With `enforce: off` the policy's rewrite is skipped. With
 `on_budget_exceeded: degrade` the budget feature may then move native disks
-to io_uring/threads so the domain fits (aiohook.budget.gate.degrade).
+to io_uring/threads so the domain fits (aiohook.budget.gate.degrade); with
+`refuse`, a domain that would not fit is refused here, before the destination
+of a migration starts anything (aiohook.budget.gate.check_incoming).
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ def rewrite(domain: str, op: str, data: bytes, settings, started: float) -> int:
     if settings.enforce == "off":
         _undo(plan)
     degraded = degrade(plan, settings) if settings.on_budget_exceeded == "degrade" else []
+    if settings.on_budget_exceeded == "refuse":
+        from aiohook.budget.gate import check_incoming
+
+        outcome = check_incoming(plan, settings)
+        if not outcome.allowed:
+            sys.stderr.write(outcome.message.rstrip("\n") + "\n")
+            log.say(log.ERR, f"{domain}: {op}: {outcome.message}")
+            log.record({"domain": domain, "op": op, "subop": "begin", "outcome": "budget-refused",
+                        "message": outcome.message, "disks": log.disk_entries(plan),
+                        "ms": round((time.monotonic() - started) * 1000, 1)})
+            return 1
     for line in degraded:
         log.say(log.WARNING, f"{domain}: {op}: {line}")
     changed = any(d.decision.changed for d in plan.disks) and settings.enforce != "off"

@@ -1,6 +1,6 @@
 """`prepare begin`: compliance per `enforce`, then the AIO budget gate.
 
-libvirt ignores the hook's output here (aio-facts.md section 1): the domain
+libvirt ignores the hook's output here (docs/facts.md section 1): the domain
 starts with the XML it has, so aiohook can only let it go on or abort it.
 The plan's document holds the XML as aiohook would rewrite it; each disk's
 decision keeps io/cache as found (io_before), which is what QEMU will get.
