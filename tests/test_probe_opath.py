@@ -206,10 +206,18 @@ def test_racing_swaps_never_open_anything_else(tmp_path, objects, monkeypatch):
     wrong: list = []
     slowest = [0.0]
 
+    done = [0]
+
     def probe_loop():
         for _ in range(runs):
             t0 = time.monotonic()
-            facts = linux.probe_path(SourceRequest(src, "raw"), mounts)
+            try:
+                facts = linux.probe_path(SourceRequest(src, "raw"), mounts)
+            except Exception as exc:  # noqa: BLE001 - a probe that raises is a failure too
+                wrong.append(f"probe_path raised {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                done[0] += 1
             slowest[0] = max(slowest[0], time.monotonic() - t0)
             kinds[facts.kind] = kinds.get(facts.kind, 0) + 1
             if facts.kind not in ("file", "unknown", "missing") or (
@@ -236,6 +244,7 @@ def test_racing_swaps_never_open_anything_else(tmp_path, objects, monkeypatch):
     print(f"{runs} probes in {elapsed:.1f}s, slowest {slowest[0] * 1000:.1f} ms, kinds {kinds}, "
           f"{witness.io_opens} opens for I/O")
     assert not hung, "the probe hung on a swapped source"
+    assert done[0] == runs
     assert witness.bad == [], witness.bad[:5]
     assert readers == 0, f"the FIFO was opened for reading {readers} times"
     assert wrong == [], wrong[:3]

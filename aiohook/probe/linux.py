@@ -228,7 +228,7 @@ def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]
         return SourceFacts(path=path, kind="unknown", error=f"source is {_stat_kind(st.st_mode)}")
 
     facts = SourceFacts(path=path, kind="file" if stat.S_ISREG(st.st_mode) else "block")
-    facts.resolved = os.path.realpath(path)
+    facts.resolved = _resolved(path_fd, path)
     errors: list[str] = []
     fmt = (request.format or "raw").lower()
     try:
@@ -283,6 +283,16 @@ def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]
         errors.append(direct_error)
     facts.error = "; ".join(errors) or None
     return facts
+
+
+def _resolved(path_fd: int, path: str) -> str:
+    """Where the object the descriptor holds lives (no second lookup of `path`,
+    which may name something else by now)."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{path_fd}")
+    except OSError:
+        return os.path.abspath(path)
+    return where.removesuffix(" (deleted)")
 
 
 def _why(err: BaseException) -> str:
