@@ -10,6 +10,7 @@ process changed its contexts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -455,3 +456,73 @@ def test_degrade_on_restore_under_pressure(stack, images, hooked):
         stack.destroy_and_undefine(name)
         if os.path.exists(save):
             os.unlink(save)
+
+
+SLOW_START_HOOK = """#!/bin/sh
+# test helper: holds `start begin` so that libvirtd can be killed mid-start
+cat >/dev/null
+if [ "$2" = start ] && [ "$3" = begin ]; then touch "{marker}.$1"; sleep 60; fi
+exit 0
+"""
+
+
+def test_libvirtd_restart_keeps_what_came_up_and_releases_what_did_not(stack, images, hooked):
+    """libvirtd is killed while B is starting (held in `start begin` by a slow
+    hook) and A runs. After the restart A's booking is kept (on QEMU >= 9 A holds
+    nothing yet), B's is released at once, and the next gates are right."""
+    import signal
+
+    import libvirt_env as env
+
+    hooked.configure(mode="refuse")
+    a, b, c, d = (env.unique_name(t) for t in ("rs-a", "rs-b", "rs-c", "rs-d"))
+    for i, name in enumerate((a, b, c, d)):
+        stack.define(env.domain_xml(name, disk(images[f"f{i}"], "vda", "native")))
+    slow = os.path.join(stack.hooks_dir, "qemu.d", "60-aiohook-test-slow")
+    marker = os.path.join(hooked.dirs["state"], "..", "slow")
+    ledger_file = os.path.join(hooked.dirs["state"], "aio-ledger.json")
+
+    def booked():
+        try:
+            with open(ledger_file) as fh:
+                return json.load(fh)["reservations"]
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        assert stack.virsh("start", a, check=False).returncode == 0
+        with open(slow, "w") as fh:
+            fh.write(SLOW_START_HOOK.format(marker=marker))
+        os.chmod(slow, 0o755)
+        stack.restart_libvirtd()
+        starting = subprocess.Popen(["virsh", "-c", stack.uri, "start", b],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{marker}.{b}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert b in booked() and booked()[b]["state"] == "pending"
+        stack._kill("libvirtd", signal.SIGKILL)
+        starting.wait(timeout=30)
+        os.unlink(slow)
+        subprocess.run(["pkill", "-f", f"{marker}"], check=False)
+        time.sleep(2)  # the daemon's start time is read from btime, in whole seconds
+        subprocess.run(stack.argv("libvirtd", "-d"), check=True)
+        stack.wait()
+        assert stack.qemu_pid(a) and not stack.qemu_pid(b)
+        s0 = snap()
+        # room for A's booked-but-unopened contexts plus exactly one more
+        a_held = s0[1].get(stack.qemu_pid(a), 0)
+        with env.sysctl("/proc/sys/fs/aio-max-nr", str(s0[0] + (2 - a_held) * 1024 + 512)):
+            first = stack.virsh("start", c, check=False)
+            second = stack.virsh("start", d, check=False)
+            now = booked()
+        assert first.returncode == 0, first.stderr.decode()
+        assert second.returncode != 0 and "AIO budget exceeded" in second.stderr.decode()
+        assert b not in now
+        if a_held == 0:  # QEMU >= 9: nothing opened yet, and the booking survived
+            assert now[a]["state"] == "running" and now[a]["events"] == 1024
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(slow)
+        for name in (a, b, c, d):
+            stack.destroy_and_undefine(name)

@@ -384,7 +384,7 @@ LINUX_AIO = ("2026-12-01T06:00:01.000000Z qemu-system-x86_64: Unable to use Linu
 def test_fallback_lines_count_only_for_the_running_qemu():
     from aiohook.budget import fallback
 
-    me = fallback.process_start_time(os.getpid())
+    me = procscan.process_start_time(os.getpid())
     assert me is not None and abs(me - time.time()) < 24 * 3600
     old_run = f"{_header(me - 600)}\n{LINUX_AIO}\n2026-12-01 shutting down, reason=destroyed\n"
     this_run = f"{_header(me - 0.5)}\nLC_ALL=C /usr/bin/qemu-system-x86_64 -name guest=x\n"
@@ -402,7 +402,7 @@ def test_fallback_lines_count_only_for_the_running_qemu():
 def test_states_from_evidence(tmp_path):
     from aiohook.budget import fallback
 
-    me = fallback.process_start_time(os.getpid())
+    me = procscan.process_start_time(os.getpid())
     one = parse_domain(domain(disk("/a", "vda", "native")))
     three = parse_domain(domain(disk("/a", "vda", "native", iothread="1")
                                 + disk("/b", "vdb", "native", iothread="2")
@@ -446,3 +446,19 @@ def test_only_qemu_pid_files_are_domains(tmp_path):
     (run / "web1.pid").write_text("200\n")
     holders = procscan.qemu_holders(proc_root=str(proc), run_dir=str(run))
     assert [(h.domain, h.pid, h.contexts) for h in holders] == [("web1", 200, 1)]
+
+
+def test_a_restarted_daemon_releases_what_did_not_come_up_and_keeps_what_did(fake_host):
+    fake_host.set_aio(65536, 0)
+    for name in ("up", "dead"):
+        dom = domain(disk("/a", "vda", "native"), name=name)
+        assert gate.gate_prepare(_plan(dom, version="10.0.2"), settings(check="events_max")).reserved
+    _fake_qemu(fake_host, "up", 4242, 0)
+    restarted = time.time() + 1
+    with ledger.Ledger() as led:  # a daemon that started before the bookings: nothing to do
+        assert led.expire(gate._alive, lambda n: 0, restarted - 3600) == []
+    with ledger.Ledger() as led:
+        dropped = led.expire(gate._alive, lambda n: 0, restarted)
+    assert dropped == ["dead"] and ledger.snapshot()["up"]["state"] == "running"
+    ledger.settle("other", "reconnect", "begin")  # no booking: nothing happens
+    assert set(ledger.snapshot()) == {"up"}

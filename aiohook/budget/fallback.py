@@ -23,6 +23,7 @@ import datetime
 import os
 
 from aiohook.budget.demand import demand_for_document
+from aiohook.budget.procscan import process_start_time
 
 LIBVIRT_LOG_DIR = "/var/log/libvirt/qemu"
 STATES = ("fallback", "native", "partial", "not-opened-yet", "no-native", "unknown")
@@ -34,19 +35,6 @@ LINES = (  # what QEMU writes -> the io mode that was lost
 START_MARK = b": starting up libvirt version:"
 MAX_LOG_TAIL = 4 << 20  # bytes of a domain log read, from its end
 _HEADER_SLACK_S = 5.0  # libvirt writes the header just before it runs QEMU
-
-
-def process_start_time(pid: int, proc_root: str = "/proc") -> float | None:
-    """When a process started, in seconds since the epoch (/proc/PID/stat, btime)."""
-    try:
-        with open(os.path.join(proc_root, str(pid), "stat"), "rb") as fh:
-            stat = fh.read()
-        with open(os.path.join(proc_root, "stat"), "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
 
 
 def _header_time(line: bytes) -> float | None:

@@ -143,7 +143,9 @@ def gate_prepare(plan, settings) -> GateOutcome:
     if need <= 0:
         return GateOutcome(True, "", demand, 0)
     with _ledger.Ledger() as led:
-        led.expire(_alive, lambda name: held_events(name, led.entries[name]))
+        daemon = procscan.daemon_started()
+        led.expire(_alive, lambda name: held_events(name, led.entries[name]),
+                   daemon[1] if daemon else None)
         pending, parts = outstanding(led.entries, exclude=name)
         supply = read_supply(reserve)  # after the held contexts: see outstanding()
         avail = supply.available(pending)

@@ -15,8 +15,9 @@ demand, aiohook.budget.gate) until the domain's QEMU holds them:
 - state "pending": from the prepare gate until `started`. It expires after
   PENDING_TTL_S (libvirt runs prepare, launches QEMU and waits at most 30 s for
   its monitor, then calls started or stopped/release; 120 s is four times
-  that): an expired entry whose domain runs (its `started` was lost, e.g. to a
-  libvirtd restart) becomes "running", any other is dropped.
+  that), and at once when the libvirt daemon restarted since it was made: then
+  an entry whose domain runs (its `started` was lost to the restart) becomes
+  "running", any other is dropped (its start died with the old daemon).
 - state "running": from `started` on. On QEMU >= 9 a start opens no AIO context
   and each comes with the guest's first I/O on that thread; on QEMU < 9 a
   virtio-blk iothread's does. So the booking stays until the QEMU holds at
@@ -132,19 +133,24 @@ class Ledger:
             e["state"] = "running"
             self._dirty = True
 
-    def expire(self, alive=None, held=None) -> list[str]:
+    def expire(self, alive=None, held=None, daemon_since: float | None = None) -> list[str]:
         """Settle what the hook calls could not: alive(domain) -> bool says whether
-        the domain's QEMU runs, held(domain) -> events it holds now. A pending
-        entry past PENDING_TTL_S becomes running when its domain runs, else goes;
-        a running entry goes when its QEMU is gone or holds all it booked.
-        Returns what was dropped."""
+        the domain's QEMU runs, held(domain) -> events it holds now, daemon_since
+        when the running libvirt daemon started. A pending entry past PENDING_TTL_S,
+        or made before the daemon (re)started, becomes running when its domain
+        runs, else goes (its start died with the old daemon); a running entry goes
+        when its QEMU is gone or holds all it booked. Returns what was dropped."""
         wall, mono = _now()
         gone = []
         for name, e in list(self.entries.items()):
             if e.get("state") != "running":
                 started = e.get("mono")
                 age = mono - started if isinstance(started, (int, float)) else PENDING_TTL_S + 1
-                if 0 <= age <= PENDING_TTL_S:  # < 0: monotonic clock reset (reboot)
+                created = e.get("created")
+                # daemon_since may read up to 1 s early (btime has whole seconds): never late
+                orphaned = (daemon_since is not None and isinstance(created, (int, float))
+                            and created < daemon_since)
+                if 0 <= age <= PENDING_TTL_S and not orphaned:  # < 0: monotonic clock reset
                     continue
                 if alive is None or not alive(name):
                     gone.append(name)
@@ -160,10 +166,11 @@ class Ledger:
 
 
 def settle(domain: str, op: str, subop: str) -> None:
-    """Hook bookkeeping after prepare: `started` -> the booking stays until the
-    QEMU holds it (see the module docstring); `stopped`/`release` -> the domain
-    ended or its start failed. Never raises."""
-    if op not in ("started", "stopped", "release"):
+    """Hook bookkeeping after prepare: `started` (or `reconnect`: a restarted
+    libvirtd found the domain running) -> the booking stays until the QEMU holds
+    it (see the module docstring); `stopped`/`release` -> the domain ended or its
+    start failed. Never raises."""
+    if op not in ("started", "reconnect", "stopped", "release"):
         return
     directory = state_dir()
     if not os.path.exists(os.path.join(directory, LEDGER_FILE)):
@@ -172,7 +179,7 @@ def settle(domain: str, op: str, subop: str) -> None:
         with Ledger(directory, create=False) as led:
             if domain not in led.entries:
                 return
-            if op == "started":
+            if op in ("started", "reconnect"):
                 led.mark_running(domain)
             else:
                 led.drop(domain)

@@ -19,6 +19,38 @@ LIBVIRT_RUN_DIR = "/run/libvirt/qemu"
 _AIO_MARK = b"/[aio]"
 
 
+LIBVIRT_DAEMONS = ("libvirtd", "virtqemud")
+
+
+def process_start_time(pid: int, proc_root: str | None = None) -> float | None:
+    """When a process started, in seconds since the epoch (/proc/PID/stat and btime,
+    which has whole seconds: the result may be up to 1 s early)."""
+    root = proc_root or PROC_ROOT
+    try:
+        with open(os.path.join(root, str(pid), "stat"), "rb") as fh:
+            stat = fh.read()
+        with open(os.path.join(root, "stat"), "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def daemon_started(run_root: str = "/run", proc_root: str | None = None) -> tuple[str, float] | None:
+    """(name, start time) of the running libvirtd or virtqemud, from its pid file."""
+    for name in LIBVIRT_DAEMONS:
+        try:
+            with open(os.path.join(run_root, f"{name}.pid")) as fh:
+                pid = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        started = process_start_time(pid, proc_root)
+        if started is not None:
+            return name, started
+    return None
+
+
 def aio_contexts(pid: int, proc_root: str | None = None) -> int | None:
     """Number of AIO contexts of a process; None when it is gone or unreadable."""
     try:

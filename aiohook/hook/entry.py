@@ -6,7 +6,7 @@ waits, with no timeout, for the exit status (docs/facts.md section 1).
 - `prepare begin`: the gate (aiohook.hook.prepare): compliance + AIO budget.
 - `migrate begin`, `restore begin`: the filter (aiohook.hook.filter): print the
   rewritten XML, or nothing when unchanged.
-- every other op: drain stdin, settle the budget ledger for started, stopped
+- every other op: drain stdin, settle the budget ledger for started, reconnect, stopped
   and release, exit 0. No lxml, no policy, no settings. An op libvirt does not
   document logs one syslog line and exits 0.
 
@@ -25,7 +25,7 @@ KNOWN_OPS = frozenset(
     ("start", "stopped", "prepare", "release", "migrate", "started", "reconnect", "attach",
      "restore")
 )
-SETTLE_OPS = frozenset(("started", "stopped", "release"))
+SETTLE_OPS = frozenset(("started", "reconnect", "stopped", "release"))
 FILTER_OPS = frozenset(("migrate", "restore"))
 MAX_STDIN = 32 << 20  # drained regardless; more than this is refused as domain XML
 

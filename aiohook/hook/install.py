@@ -269,22 +269,6 @@ def _launcher_facts(path: str) -> dict:
     return facts
 
 
-def _daemon_started() -> tuple[str, float] | None:
-    """(daemon, start time as epoch seconds) of the running libvirtd or virtqemud."""
-    for name in ("libvirtd", "virtqemud"):
-        try:
-            with open(f"/run/{name}.pid") as fh:
-                pid = int(fh.read().strip())
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open("/proc/stat") as fh:
-                btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
-            return name, btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError, StopIteration):
-            continue
-    return None
-
-
 def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
     version = libvirt_version()
     qemu_d = qemu_d_supported(version)
@@ -308,7 +292,9 @@ def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
     hook = out["hook"]
     if hook:
         out.update(_launcher_facts(hook))
-        daemon = _daemon_started()
+        from aiohook.budget.procscan import daemon_started
+
+        daemon = daemon_started()
         if daemon:
             name, since = daemon
             out["daemon"] = name
