@@ -69,7 +69,8 @@ def domain_lines(plan: DomainPlan) -> list[str]:
         head += " [skipped by metadata]"
     if plan.aio:
         head += (f"; AIO events at start {plan.aio.get('events_at_start')}, "
-                 f"max {plan.aio.get('events_max')}")
+                 f"max {plan.aio.get('events_max')} (QEMU {plan.aio.get('qemu_version') or '?'}: "
+                 f"{plan.aio.get('model', '?')})")
     out = [head]
     if plan.disks:
         rows = [["TARGET", "DEVICE", "CLASS", "FACTS", "IO", "CACHE", "RULE"]]
