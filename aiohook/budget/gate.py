@@ -76,6 +76,14 @@ def outstanding(entries: dict, exclude: str | None = None) -> tuple[int, list[tu
     return total, parts
 
 
+def room(entries: dict, domain: str, reserve: int) -> tuple[Supply, int, list, int]:
+    """(supply, events other bookings still wait for, those bookings, events available
+    to `domain`). The bookings' held contexts are read before aio-nr: see outstanding()."""
+    pending, parts = outstanding(entries, exclude=domain)
+    supply = read_supply(reserve)
+    return supply, pending, parts, supply.available(pending)
+
+
 def suggested_limit(minimum: int) -> int:
     return max(_STEP, -(-minimum // _STEP) * _STEP)
 
@@ -146,9 +154,7 @@ def gate_prepare(plan, settings) -> GateOutcome:
         daemon = procscan.daemon_started()
         led.expire(_alive, lambda name: held_events(name, led.entries[name]),
                    daemon[1] if daemon else None)
-        pending, parts = outstanding(led.entries, exclude=name)
-        supply = read_supply(reserve)  # after the held contexts: see outstanding()
-        avail = supply.available(pending)
+        supply, pending, parts, avail = room(led.entries, name, reserve)
         fits = need <= avail
         if fits or mode == "warn":
             led.reserve(name, events=need, events_at_start=demand["events_at_start"],
@@ -179,9 +185,7 @@ def check_incoming(plan, settings) -> GateOutcome:
     need = demand[check]
     if need <= 0 or mode != "refuse":
         return GateOutcome(True, "", demand, need)
-    pending, parts = outstanding(_ledger.snapshot(), exclude=plan.name)
-    supply = read_supply(reserve)
-    avail = supply.available(pending)
+    supply, pending, parts, avail = room(_ledger.snapshot(), plan.name, reserve)
     if need <= avail:
         return GateOutcome(True, "", demand, need, avail)
     msg = budget_message(plan.name, demand, check, supply, pending, parts,
@@ -206,9 +210,7 @@ def degrade(plan, settings) -> list[str]:
     demand = demand_for_document(doc, version)
     if demand[check] <= 0:
         return []
-    entries = _ledger.snapshot()
-    pending, _ = outstanding(entries, exclude=plan.name)
-    avail = read_supply(reserve).available(pending)
+    avail = room(_ledger.snapshot(), plan.name, reserve)[3]
     if demand[check] <= avail:
         plan.aio = demand
         return []
