@@ -24,12 +24,13 @@ def _reserve() -> int:
         return 0
 
 
-def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) -> None:
-    """Attach each domain's AIO state (aiohook.budget.fallback) to its holder entry."""
+def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) -> dict:
+    """pid -> the AIO state of that QEMU's domain (aiohook.budget.fallback)."""
     from aiohook.budget import fallback, procscan
     from aiohook.budget.doctor import _status_domain
 
     run_dir = run_dir or procscan.LIBVIRT_RUN_DIR
+    states = {}
     for h in holders:
         doc = None
         path = os.path.join(run_dir, f"{h.domain}.xml")
@@ -38,7 +39,8 @@ def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) 
                 doc = _status_domain(path)
             except Exception:  # noqa: BLE001 - an unreadable status XML: state unknown
                 doc = None
-        h.aio = fallback.examine(h, doc, log_dir) if h.domain else {"state": "unknown"}
+        states[h.pid] = fallback.examine(h, doc, log_dir) if h.domain else {"state": "unknown"}
+    return states
 
 
 def collect(proc_root: str | None = None, run_dir: str | None = None,
@@ -47,7 +49,7 @@ def collect(proc_root: str | None = None, run_dir: str | None = None,
     from aiohook.budget.supply import read_supply
 
     holders = procscan.qemu_holders(proc_root, run_dir)
-    aio_states(holders, run_dir, log_dir)
+    states = aio_states(holders, run_dir, log_dir)
     qemu_pids = {h.pid for h in holders}
     others = [h for h in procscan.all_holders(proc_root, run_dir) if h.pid not in qemu_pids]
     supply = read_supply(_reserve(), proc_root)
@@ -55,7 +57,7 @@ def collect(proc_root: str | None = None, run_dir: str | None = None,
     domains = []
     for h in holders:
         entry = h.to_dict()
-        entry["aio"] = h.aio
+        entry["aio"] = states[h.pid]
         domains.append(entry)
     return {
         **supply.to_dict(),
