@@ -97,8 +97,11 @@ def guest_parts(console: str) -> dict:
     serial = (f"<serial type='file'><source path='{console}'/><target port='0'/></serial>"
               f"<console type='file'><source path='{console}'/><target type='serial' port='0'/>"
               f"</console>")
+    # TCG by default: this project's machines expose /dev/kvm through PVM, where a stock
+    # kernel does not boot; AIOHOOK_GUEST_TYPE=kvm uses KVM where it works.
     return {"os_xml": os_xml, "features": "<features><acpi/><apic/></features>",
-            "serial": serial, "memory_mib": 256}
+            "serial": serial, "memory_mib": 256,
+            "domain_type": os.environ.get("AIOHOOK_GUEST_TYPE", "qemu")}
 
 
 def wait_for_guest(console: str, timeout: float = 90) -> str:

@@ -86,7 +86,8 @@ def guest_domain(env, name, images, disks, iothreads, extra):
     parts = env.guest_parts(os.path.join(images["dir"], f"{name}.console"))
     return env.domain_xml(name, disks + parts["serial"], iothreads=iothreads, extra_devices=extra,
                           os_xml=parts["os_xml"], features=parts["features"],
-                          memory_mib=parts["memory_mib"], vcpus=VCPUS), parts
+                          memory_mib=parts["memory_mib"], vcpus=VCPUS,
+                          domain_type=parts["domain_type"]), parts
 
 
 def _skip_unless_libvirt(stack, shape):
