@@ -39,6 +39,10 @@ class GateOutcome:
     available: int | None = None
     reserved: bool = False
 
+    # The start may go on but its booking could not be saved (the ledger's state
+    # dir is read-only, full...): why. The hook decides per on_error.
+    unrecorded: str = ""
+
 
 def _settings(settings) -> tuple[str, int, str]:
     mode = getattr(settings, "on_budget_exceeded", None) or "refuse"
@@ -143,14 +147,21 @@ def budget_message(domain: str, demand: dict, check: str, supply: Supply, pendin
 def gate_prepare(plan, settings) -> GateOutcome:
     """The prepare-begin gate. The demand is that of the XML as it will start:
     libvirt ignores a prepare hook's output, so each disk's io as found counts,
-    not aiohook's rewrite. Reserves the demand in the ledger when the start may go on."""
+    not aiohook's rewrite. Reserves the demand in the ledger when the start may go on.
+
+    A ledger that cannot be written (read-only or full state dir): the decision
+    is made on the ledger as it reads (other bookings still count; expiry only in
+    memory). A start that does not fit is refused as usual. One that may go on
+    comes back allowed, unbooked, with the reason in `unrecorded`: the hook
+    follows on_error with it, since starts in parallel with it could now take
+    its room (aiohook.hook.prepare)."""
     mode, reserve, check = _settings(settings)
     demand = demand_for(plan, as_found=True)
     need = demand[check]
     name = plan.name
     if need <= 0:
         return GateOutcome(True, "", demand, 0)
-    with _ledger.Ledger() as led:
+    with _ledger.Ledger(readonly_ok=True) as led:
         daemon = procscan.daemon_started()
         led.expire(_alive, lambda name: held_events(name, led.entries[name]),
                    daemon[1] if daemon else None)
@@ -162,12 +173,13 @@ def gate_prepare(plan, settings) -> GateOutcome:
                         events_per_context=demand["events_per_context"])
         else:
             led.drop(name)
+    unrecorded = led.unwritable or ""
     if fits:
-        return GateOutcome(True, "", demand, need, avail, True)
+        return GateOutcome(True, "", demand, need, avail, not unrecorded, unrecorded)
     msg = budget_message(name, demand, check, supply, pending, parts, plan.host.io_uring_usable())
     if mode == "warn":
         return GateOutcome(True, "warning (on_budget_exceeded: warn, starting anyway): " + msg,
-                           demand, need, avail, True)
+                           demand, need, avail, not unrecorded, unrecorded)
     if mode == "degrade":
         msg += ("\n(on_budget_exceeded: degrade cannot apply at prepare: libvirt ignores a "
                 "prepare hook's XML, so the start is refused; degrade works at restore, incoming "

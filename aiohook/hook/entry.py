@@ -66,7 +66,15 @@ def _settle(domain: str, op: str, subop: str) -> None:
     try:
         from aiohook.budget.ledger import settle
 
-        settle(domain, op, subop)
+        problem = settle(domain, op, subop)
+        if problem:  # said once, on stderr too: syslog may be unreachable
+            from aiohook.hook.log import ERR, say
+
+            message = (f"aiohook: {domain}: could not record {op} {subop} in the AIO "
+                       f"ledger ({problem}); its booking stays as it was until the ledger "
+                       f"can be written")
+            sys.stderr.write(message + "\n")
+            say(ERR, message)
     except Exception as exc:  # noqa: BLE001
         from aiohook.hook.log import ERR, say
 

@@ -11,19 +11,21 @@ record is always exactly one line): time, domain, op, subop, outcome,
 message, and per disk target, source, class, io/cache before and after, rule. Appends are single O_APPEND writes
 under an flock; when the file would grow past MAX_BYTES it is rotated to
 decisions.jsonl.1 (.1 -> .2 ... up to KEEP files), so it stays bounded at
-(KEEP + 1) * MAX_BYTES. A log that can't be written never fails the hook: that
-is reported to syslog instead.
+(KEEP + 1) * MAX_BYTES. A log that can't be written (full, read-only) never
+fails the hook: that is said once, on stderr and to syslog, with the decision
+that was not recorded. A write that a full filesystem cuts short is taken back
+(ftruncate), so the log holds whole lines only.
 
 Light on imports (json, os, time, syslog, fcntl) so non-prepare ops may use it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import syslog
 import time
 
+import json
 from aiohook.paths import log_dir
 
 IDENT = "aiohook"
@@ -93,7 +95,18 @@ def record(entry: dict, *, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None
     try:
         _append(path, line, max_bytes, keep)
     except OSError as exc:
-        say(ERR, f"cannot write the decision log {path}: {exc.strerror or exc}")
+        # Said once, on stderr as well: when the log's filesystem is full or
+        # read-only, syslog may be unreachable too, and stderr is what is left.
+        what = " ".join(str(entry.get(k, "?")) for k in ("domain", "op", "subop"))
+        message = (f"aiohook: cannot write the decision log {path} ({exc.strerror or exc}); "
+                   f"not recorded there: {what}: {entry.get('outcome', '?')}")
+        try:
+            import sys
+
+            sys.stderr.write(message + "\n")
+        except Exception:  # noqa: BLE001, S110 - nowhere left to say it
+            pass
+        say(ERR, message)
 
 
 def _append(path: str, line: bytes, max_bytes: int, keep: int) -> None:
@@ -117,7 +130,16 @@ def _append(path: str, line: bytes, max_bytes: int, keep: int) -> None:
             if st.st_size and st.st_size + len(line) > max_bytes:
                 _rotate(path, keep)
                 continue  # write into the fresh file
-            os.write(fd, line)
+            if os.write(fd, line) != len(line):
+                # A full filesystem took part of the line: take it back, so the
+                # log keeps whole lines only (and the next record starts clean).
+                try:
+                    os.ftruncate(fd, st.st_size)
+                except OSError:
+                    pass
+                import errno
+
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return
         finally:
             os.close(fd)  # closing releases the flock

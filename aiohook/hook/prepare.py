@@ -106,7 +106,24 @@ def gate(domain: str, data: bytes, settings, started: float) -> int:
     if outcome is not None and outcome.message:
         log.say(log.WARNING, f"{domain}: {outcome.message}")
         notes["budget"] = outcome.message
-    if bad:
+    unrecorded = getattr(outcome, "unrecorded", "") if outcome is not None else ""
+    if unrecorded:  # the ledger's dir is read-only or full: on_error decides
+        what = (f"could not book its {outcome.needed} AIO events ({unrecorded}), so starts "
+                f"in parallel with it are not counted against it")
+        if settings.on_error == "refuse":
+            message = f"aiohook: refusing the start of {domain} (on_error: refuse): {what}"
+            sys.stderr.write(message + "\n")
+            log.say(log.ERR, message)
+            _record(entry, "error-refused", started, error=what, message=message, **notes)
+            return 1
+        message = (f"aiohook: ERROR, letting the start of {domain} go on unbooked "
+                   f"(on_error: allow): {what}")
+        sys.stderr.write(message + "\n")
+        log.say(log.ERR, message)
+        notes["error"] = what
+    if unrecorded:
+        result = "error-allowed"
+    elif bad:
         result = "warned"
     else:
         result = "compliant" if settings.enforce != "off" else "allowed"
