@@ -1,11 +1,12 @@
 """Plain data shared by the layers: what the host says (probes), what the policy reads.
 
-Nothing here imports lxml, yaml or a probe: the hook's hot path loads it cheaply.
+Nothing here imports lxml, yaml, a probe or dataclasses: the hook's hot path
+loads it cheaply (aiohook/record.py says what the records keep of @dataclass).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from aiohook.record import FrozenRecord, Record, _set
 
 DISK_CLASSES = (
     "block",
@@ -23,53 +24,70 @@ O_DIRECT_CACHES = ("none", "directsync")
 IO_CAPABLE_TYPES = ("file", "block", "volume")
 
 
-@dataclass(frozen=True)
-class SourceRequest:
+class SourceRequest(FrozenRecord):
     """One source path to probe, with the image format the domain declares."""
 
-    path: str
-    format: str | None = None  # <driver type=...>; None means raw
+    FIELDS = ("path", "format")
+
+    def __init__(self, path: str, format: str | None = None):
+        _set(self, "path", path)
+        _set(self, "format", format)  # <driver type=...>; None means raw
 
 
-@dataclass
-class SourceFacts:
+class SourceFacts(Record):
     """What the host says about one source path (real probe or recorded file)."""
 
-    path: str
-    kind: str  # file | block | missing | unknown
-    resolved: str | None = None  # symlinks resolved
-    size: int | None = None  # file size or block device size, bytes
-    allocated_bytes: int | None = None  # st_blocks * 512 (unwritten extents count)
-    virtual_size: int | None = None  # qcow2 header; raw: the file size
-    allocated: bool | None = None  # allocated bytes cover the virtual size
-    fs: str | None = None  # filesystem type from mountinfo (files only)
-    o_direct: bool | None = None  # an O_DIRECT open and aligned read worked
-    transport: str | None = None  # block: loop, lvm, dm, multipath, iscsi, fc, nvme, ...
-    error: str | None = None  # why a fact is missing (timeout, permission, ...)
+    FIELDS = ("path", "kind", "resolved", "size", "allocated_bytes", "virtual_size",
+              "allocated", "fs", "o_direct", "transport", "error")
+
+    def __init__(self, path: str, kind: str, resolved: str | None = None,
+                 size: int | None = None, allocated_bytes: int | None = None,
+                 virtual_size: int | None = None, allocated: bool | None = None,
+                 fs: str | None = None, o_direct: bool | None = None,
+                 transport: str | None = None, error: str | None = None):
+        self.path = path
+        self.kind = kind  # file | block | missing | unknown
+        self.resolved = resolved  # symlinks resolved
+        self.size = size  # file size or block device size, bytes
+        self.allocated_bytes = allocated_bytes  # st_blocks * 512 (unwritten extents count)
+        self.virtual_size = virtual_size  # qcow2 header; raw: the file size
+        self.allocated = allocated  # allocated bytes cover the virtual size
+        self.fs = fs  # filesystem type from mountinfo (files only)
+        self.o_direct = o_direct  # an O_DIRECT open and aligned read worked
+        self.transport = transport  # block: loop, lvm, dm, multipath, iscsi, fc, nvme, ...
+        self.error = error  # why a fact is missing (timeout, permission, ...)
 
     def to_dict(self) -> dict:
         # vars(), not asdict(): every field is a scalar, and asdict deep-copies each one
         return {k: v for k, v in vars(self).items() if v is not None and k != "path"}
 
 
-@dataclass(frozen=True)
-class VolumeTarget:
+class VolumeTarget(FrozenRecord):
     """Where a libvirt storage volume lives, resolved through its pool definition."""
 
-    kind: str  # file | block | network | unknown
-    path: str | None = None
-    protocol: str | None = None
-    reason: str | None = None
+    FIELDS = ("kind", "path", "protocol", "reason")
+
+    def __init__(self, kind: str, path: str | None = None, protocol: str | None = None,
+                 reason: str | None = None):
+        _set(self, "kind", kind)  # file | block | network | unknown
+        _set(self, "path", path)
+        _set(self, "protocol", protocol)
+        _set(self, "reason", reason)
 
 
-@dataclass
-class HostFacts:
-    io_uring: bool | None = None  # kernel lets an unprivileged QEMU use io_uring
-    qemu_version: str | None = None  # of the domain's <emulator>
-    qemu_io_uring: bool | None = None  # that QEMU was built with liburing
-    libvirt_version: str | None = None
-    aio_max_nr: int | None = None
-    aio_nr: int | None = None
+class HostFacts(Record):
+    FIELDS = ("io_uring", "qemu_version", "qemu_io_uring", "libvirt_version", "aio_max_nr",
+              "aio_nr")
+
+    def __init__(self, io_uring: bool | None = None, qemu_version: str | None = None,
+                 qemu_io_uring: bool | None = None, libvirt_version: str | None = None,
+                 aio_max_nr: int | None = None, aio_nr: int | None = None):
+        self.io_uring = io_uring  # kernel lets an unprivileged QEMU use io_uring
+        self.qemu_version = qemu_version  # of the domain's <emulator>
+        self.qemu_io_uring = qemu_io_uring  # that QEMU was built with liburing
+        self.libvirt_version = libvirt_version
+        self.aio_max_nr = aio_max_nr
+        self.aio_nr = aio_nr
 
     def io_uring_usable(self) -> bool:
         """io_uring only when every known fact allows it; unknown kernel support is a no."""
@@ -83,27 +101,36 @@ class HostFacts:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-@dataclass
-class DiskFacts:
+class DiskFacts(Record):
     """Everything the policy may look at for one <disk>: XML facts plus host facts."""
 
-    domain: str
-    target: str | None
-    type: str  # file | block | network | volume | nvme | vhostuser | vhostvdpa | dir
-    device: str  # disk | cdrom | floppy | lun
-    bus: str | None = None
-    format: str | None = None
-    source: str | None = None  # path, or protocol:name for network disks
-    protocol: str | None = None
-    iothread: str | None = None
-    cache: str | None = None  # as found; None = no cache attribute
-    io: str | None = None  # as found; None = no io attribute
-    readonly: bool = False
-    shareable: bool = False
-    disk_class: str = "unknown"
-    class_reason: str = ""
-    host: SourceFacts | None = None  # for file/block/volume disks with a source
-    extra: dict = field(default_factory=dict)
+    FIELDS = ("domain", "target", "type", "device", "bus", "format", "source", "protocol",
+              "iothread", "cache", "io", "readonly", "shareable", "disk_class", "class_reason",
+              "host", "extra")
+
+    def __init__(self, domain: str, target: str | None, type: str, device: str,
+                 bus: str | None = None, format: str | None = None, source: str | None = None,
+                 protocol: str | None = None, iothread: str | None = None,
+                 cache: str | None = None, io: str | None = None, readonly: bool = False,
+                 shareable: bool = False, disk_class: str = "unknown", class_reason: str = "",
+                 host: SourceFacts | None = None, extra: dict | None = None):
+        self.domain = domain
+        self.target = target
+        self.type = type  # file | block | network | volume | nvme | vhostuser | vhostvdpa | dir
+        self.device = device  # disk | cdrom | floppy | lun
+        self.bus = bus
+        self.format = format
+        self.source = source  # path, or protocol:name for network disks
+        self.protocol = protocol
+        self.iothread = iothread
+        self.cache = cache  # as found; None = no cache attribute
+        self.io = io  # as found; None = no io attribute
+        self.readonly = readonly
+        self.shareable = shareable
+        self.disk_class = disk_class
+        self.class_reason = class_reason
+        self.host = host  # for file/block/volume disks with a source
+        self.extra = {} if extra is None else extra
 
     # Host facts surfaced as attributes so conditions read them uniformly.
     @property

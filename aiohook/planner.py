@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from aiohook.classify import classify
-from aiohook.domxml import DomainDocument, parse_domain
-from aiohook.facts import DiskFacts, HostFacts, SourceFacts, SourceRequest, VolumeTarget
-from aiohook.policy.engine import Decision, decide
-from aiohook.policy.ruleset import Ruleset
-from aiohook.probe import DEFAULT_PROBE_BUDGET_S, Probe
+from aiohook.facts import DiskFacts, SourceRequest
+from aiohook.policy.engine import decide
+from aiohook.probe import DEFAULT_PROBE_BUDGET_S
+from aiohook.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from aiohook.domxml import DomainDocument
+    from aiohook.facts import HostFacts, SourceFacts, VolumeTarget
+    from aiohook.policy.engine import Decision
+    from aiohook.policy.ruleset import Ruleset
+    from aiohook.probe import Probe
 
 
-@dataclass
-class DiskPlan:
-    facts: DiskFacts
-    decision: Decision
-    line: int | None = None
+class DiskPlan(Record):
+    FIELDS = ("facts", "decision", "line")
+
+    def __init__(self, facts: DiskFacts, decision: Decision, line: int | None = None):
+        self.facts = facts
+        self.decision = decision
+        self.line = line
 
     def to_json(self) -> dict:
         f, d = self.facts, self.decision
@@ -36,15 +43,19 @@ class DiskPlan:
         }
 
 
-@dataclass
-class DomainPlan:
-    name: str
-    file: str
-    document: DomainDocument
-    host: HostFacts
-    disks: list[DiskPlan] = field(default_factory=list)
-    skipped: bool = False
-    aio: dict | None = None  # the AIO demand of the rewritten domain (budget)
+class DomainPlan(Record):
+    FIELDS = ("name", "file", "document", "host", "disks", "skipped", "aio")
+
+    def __init__(self, name: str, file: str, document: DomainDocument, host: HostFacts,
+                 disks: list[DiskPlan] | None = None, skipped: bool = False,
+                 aio: dict | None = None):
+        self.name = name
+        self.file = file
+        self.document = document
+        self.host = host
+        self.disks = [] if disks is None else disks
+        self.skipped = skipped
+        self.aio = aio  # the AIO demand of the rewritten domain (budget)
 
     @property
     def changed(self) -> bool:
@@ -66,6 +77,8 @@ class DomainPlan:
 
 def plan_xml(data: bytes, file: str, ruleset: Ruleset, probe: Probe, *,
              budget_s: float = DEFAULT_PROBE_BUDGET_S, explain: bool = False) -> DomainPlan:
+    from aiohook.domxml import parse_domain
+
     return plan_document(parse_domain(data, file), ruleset, probe, budget_s=budget_s,
                          explain=explain)
 

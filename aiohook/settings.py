@@ -13,18 +13,18 @@ The keys are a contract (README "Settings"):
 Strict: an unknown key, a wrong type or value is an error naming file:line and
 the key. The validated result is cached as JSON keyed by the sha256 of the
 aiohook version, the file's path and its content, so a cache hit (the hook's
-hot path) costs one read, one hash and a json.loads: no yaml import.
+hot path) costs one read, one hash and a JSON load: no yaml import, and
+neither hashlib nor json (aiohook.cachekey, aiohook.jsonlite: issue 11).
 
 AIOHOOK_CONFIG_DIR moves the config directory (tests).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
-from aiohook import __version__
+from aiohook import __version__, jsonlite
+from aiohook.cachekey import sha256_hex
 from aiohook.errors import AiohookError, PolicyError
 from aiohook.paths import cache_dir, config_dir, packaged
 
@@ -92,14 +92,14 @@ def settings_path() -> str:
 def load_settings(path: str | None = None, *, use_cache: bool = True) -> Settings:
     path = path or settings_path()
     data = _read(path)
-    digest = hashlib.sha256(
+    digest = sha256_hex(
         b"\0".join((__version__.encode(), os.path.abspath(path).encode(), data))
-    ).hexdigest()
+    )
     cached = os.path.join(cache_dir(), f"settings-{digest[:32]}.json")
     if use_cache:
         try:
             with open(cached, "rb") as fh:
-                values = json.loads(fh.read())
+                values = jsonlite.loads(fh.read())
             if set(values) == set(DEFAULTS):
                 return Settings(path, **values)
         except (OSError, ValueError, TypeError):
@@ -204,6 +204,6 @@ def _store(cached: str, settings: Settings) -> None:
 
     try:
         os.makedirs(os.path.dirname(cached), mode=0o755, exist_ok=True)
-        atomic_write(cached, json.dumps(settings.to_dict()).encode())
+        atomic_write(cached, jsonlite.dumps(settings.to_dict()).encode())
     except (OSError, AiohookError):
         pass

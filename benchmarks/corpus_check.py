@@ -28,6 +28,11 @@ qemuxml2xmloutdata). Nothing of the corpus is committed here.
      aiohook changed, or one where io takes effect). A disk left exactly as
      found where io has no effect (network, nvme, ...) or in a skipped domain
      is counted as "native without direct cache, left as found", not failed.
+   - the libvirt hook's own path gives the same answer (issue 11): the hook
+     parses with pyexpat (aiohook.domxml.lite), not lxml, so every domain is
+     also planned from parse_domain_lite and must give the same error, or the
+     same plan (plan JSON, each disk's line, the AIO demand as found and as
+     rewritten) and the same rewritten bytes.
 3. Counts are printed; the exit status is 1 on any violation, else 0.
 """
 
@@ -241,10 +246,44 @@ class Checker:
         plan = plan_xml(data, label, self.ruleset, self.probe)
         return plan, plan.document.serialize()
 
+    def hook_path(self, data: bytes, label: str, plan, out: bytes | None,
+                  error: AiohookError | None) -> str | None:
+        """What differs when the hook plans this domain (parse_domain_lite: pyexpat
+        when it can, else lxml) from what the CLI's path gave; None when nothing."""
+        from aiohook.budget.demand import demand_for
+        from aiohook.domxml.lite import LiteDocument, parse_domain_lite
+        from aiohook.planner import plan_document
+
+        try:
+            doc = parse_domain_lite(data, label)
+            self.counts["hook path: expat" if isinstance(doc, LiteDocument)
+                        else "hook path: lxml"] += 1
+            lite = plan_document(doc, self.ruleset, self.probe)
+            lite_out = lite.document.serialize()
+        except AiohookError as exc:
+            if error is None:
+                return f"the hook's path fails where the CLI's does not: {exc.one_line()}"
+            if (type(exc), exc.one_line()) != (type(error), error.one_line()):
+                return f"the hook's path fails otherwise: {exc.one_line()} / {error.one_line()}"
+            return None
+        if error is not None:
+            return f"the hook's path does not fail, the CLI's does: {error.one_line()}"
+        if lite.to_json() != plan.to_json():
+            return "the hook's path plans otherwise (plan JSON differs)"
+        if [d.line for d in lite.disks] != [d.line for d in plan.disks]:
+            return "the hook's path numbers disk lines otherwise"
+        for as_found in (True, False):
+            if demand_for(lite, as_found=as_found) != demand_for(plan, as_found=as_found):
+                return f"the hook's path counts another AIO demand (as_found={as_found})"
+        if lite_out != out:
+            return "the hook's path rewrites other bytes"
+        return None
+
     def check(self, path: str) -> None:
         from aiohook.cli import read_xml
 
         self.counts["domains"] += 1
+        data = None
         try:
             data = read_xml(path)
             plan, out = self.rewrite(data, path)
@@ -253,6 +292,9 @@ class Checker:
             if "\n" in line or exc.exit_code not in DOCUMENTED_EXIT_CODES:
                 self.violation(path, f"undocumented error (exit {exc.exit_code}): {line!r}")
             self.failures[error_kind(exc)] += 1
+            differs = self.hook_path(data, path, None, None, exc) if data is not None else None
+            if differs:
+                self.violation(path, differs)
             return
         except Exception as exc:  # noqa: BLE001 - exit 70 in the CLI: a bug
             self.violation(path, f"internal error (exit {EXIT_INTERNAL}): "
@@ -261,6 +303,9 @@ class Checker:
             return
         self.counts["rewrites"] += 1
         self.counts["disks"] += len(plan.disks)
+        differs = self.hook_path(data, path, plan, out, None)
+        if differs:
+            self.violation(path, differs)
         changed = sum(1 for d in plan.disks if d.decision.changed)
         self.counts["changed disks"] += changed
         self.counts["changed domains"] += bool(changed)
@@ -300,6 +345,8 @@ class Checker:
         print(f"rewrites           {c['rewrites']}  ({c['disks']} disks, "
               f"{c['changed domains']} domains changed)", file=stream)
         print(f"changed disks      {c['changed disks']}", file=stream)
+        print(f"hook path          expat {c['hook path: expat']}, lxml {c['hook path: lxml']} "
+              f"(same errors, plans and bytes as above, or a violation)", file=stream)
         print("disk classes       " + ", ".join(f"{k} {v}" for k, v in sorted(self.classes.items())),
               file=stream)
         print(f"native w/o direct cache, left as found (io without effect/skip): "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import glob
 import json
 import os
@@ -116,7 +115,7 @@ def generate(count: int, directory: str) -> dict:
                 new = _renamed(old, i)
                 if old in sources and new not in seen:
                     seen.add(new)
-                    source_line(new, dataclasses.replace(sources[old], path=new))
+                    source_line(new, sources[old]._replace(path=new))
                 return m.group(1) + m.group(2) + new.encode("utf-8") + m.group(2)
 
             data = _PATH_ATTR.sub(rename, data)
@@ -129,7 +128,7 @@ def generate(count: int, directory: str) -> dict:
         if volumes:
             facts.write("volumes:\n")
             for (pool, vol), target in volumes.items():
-                values = {k: v for k, v in dataclasses.asdict(target).items() if v is not None}
+                values = {k: v for k, v in target._asdict().items() if v is not None}
                 facts.write(f"  {_json(pool + '/' + vol)}: {_json(values)}\n")
     return {"domains": count, "disks": disks, "sources": n_sources,
             "facts_bytes": os.path.getsize(facts_path), "facts": facts_path, "list": list_path}

@@ -288,7 +288,7 @@ def test_a_bug_is_one_line_not_a_traceback(env, tmp_path):
     os.symlink(os.path.join(ROOT, "aiohook", "hook"), fake / "aiohook" / "hook")
     for name in ("__init__.py", "paths.py", "errors.py", "settings.py", "yamlsource.py",
                  "fsutil.py", "data", "rules.yaml", "schemas", "policy", "facts.py",
-                 "classify.py", "domxml", "probe"):
+                 "classify.py", "domxml", "probe", "record.py", "jsonlite.py", "cachekey.py"):
         os.symlink(os.path.join(ROOT, "aiohook", name), fake / "aiohook" / name)
     (fake / "aiohook" / "planner.py").write_text("raise RuntimeError('planted bug')\n")
     hook = fake / "hooks" / "qemu"

@@ -17,12 +17,11 @@ a paused start opens: it guards QEMU < 9's refusal to start and nothing more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from aiohook.budget import ledger as _ledger
 from aiohook.budget import procscan
 from aiohook.budget.demand import demand_for
 from aiohook.budget.supply import Supply, read_supply
+from aiohook.record import Record
 
 CHECKS = ("events_max", "events_at_start")
 DEFAULT_CHECK = "events_max"
@@ -30,18 +29,23 @@ SYSCTL_FILE = "/etc/sysctl.d/60-aiohook.conf"
 _STEP = 65536  # suggested limits are rounded up to this
 
 
-@dataclass
-class GateOutcome:
-    allowed: bool
-    message: str = ""
-    demand: dict = field(default_factory=dict)
-    needed: int = 0
-    available: int | None = None
-    reserved: bool = False
+class GateOutcome(Record):
+    """(A plain record, not a dataclass: aiohook/record.py, issue 11.)"""
 
-    # The start may go on but its booking could not be saved (the ledger's state
-    # dir is read-only, full...): why. The hook decides per on_error.
-    unrecorded: str = ""
+    FIELDS = ("allowed", "message", "demand", "needed", "available", "reserved", "unrecorded")
+
+    def __init__(self, allowed: bool, message: str = "", demand: dict | None = None,
+                 needed: int = 0, available: int | None = None, reserved: bool = False,
+                 unrecorded: str = ""):
+        self.allowed = allowed
+        self.message = message
+        self.demand = {} if demand is None else demand
+        self.needed = needed
+        self.available = available
+        self.reserved = reserved
+        # The start may go on but its booking could not be saved (the ledger's state
+        # dir is read-only, full...): why. The hook decides per on_error.
+        self.unrecorded = unrecorded
 
 
 def _settings(settings) -> tuple[str, int, str]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 import time
 
-import json
+from aiohook import jsonlite as json  # json's loads/dumps, without importing json (issue 11)
 from aiohook.paths import state_dir
 
 # fcntl, aiohook.errors and aiohook.fsutil are imported where they are used:

@@ -10,9 +10,9 @@ command line. Light: no lxml.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 
 from aiohook.budget.demand import events_per_context
+from aiohook.record import Record
 
 PROC_ROOT = "/proc"
 LIBVIRT_RUN_DIR = "/run/libvirt/qemu"
@@ -111,17 +111,20 @@ def domain_pid(domain: str, run_dir: str | None = None, proc_root: str | None = 
     return pid if os.path.exists(os.path.join(proc_root or PROC_ROOT, str(pid))) else None
 
 
-@dataclass
-class AioHolder:
-    pid: int
-    contexts: int
-    events: int
-    domain: str | None = None  # None: not a QEMU domain
-    command: str = ""
-    qemu_version: str | None = None
+class AioHolder(Record):
+    FIELDS = ("pid", "contexts", "events", "domain", "command", "qemu_version")
+
+    def __init__(self, pid: int, contexts: int, events: int, domain: str | None = None,
+                 command: str = "", qemu_version: str | None = None):
+        self.pid = pid
+        self.contexts = contexts
+        self.events = events
+        self.domain = domain  # None: not a QEMU domain
+        self.command = command
+        self.qemu_version = qemu_version
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in self._asdict().items() if v is not None}
 
 
 _VERSIONS: dict[str, str | None] = {}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from aiohook.record import Record
 
 PROC_ROOT = "/proc"
 
@@ -13,11 +14,13 @@ def _read_int(path: str) -> int:
         return int(fh.read().strip())
 
 
-@dataclass
-class Supply:
-    aio_max_nr: int
-    aio_nr: int
-    reserve: int = 0  # events kept for other AIO users (settings budget.reserve_events)
+class Supply(Record):
+    FIELDS = ("aio_max_nr", "aio_nr", "reserve")
+
+    def __init__(self, aio_max_nr: int, aio_nr: int, reserve: int = 0):
+        self.aio_max_nr = aio_max_nr
+        self.aio_nr = aio_nr
+        self.reserve = reserve  # events kept for other AIO users (settings budget.reserve_events)
 
     @property
     def free(self) -> int:

@@ -1,8 +1,19 @@
-"""One <disk> element, read and edited through XPath-backed properties."""
+"""One <disk> element, read and edited through XPath-backed properties.
+
+The element is lxml's (the CLI) or aiohook.domxml.lite's (the hook): this
+module uses only what both have (get, find, iterfind, attrib, set, insert,
+append, makeelement, text, tail, sourceline), so it imports neither.
+"""
 
 from __future__ import annotations
 
-from lxml import etree
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lxml import etree
+
+
+_UNREAD = object()
+_SOURCE_ATTR = {"file": "file", "block": "dev", "dir": "dir"}
 
 
 def _flag(el: etree._Element, child: str) -> bool:
@@ -14,6 +25,10 @@ class DiskElement:
         self.element = element
         self._created = created if created is not None else []
         self._children: dict[str, etree._Element | None] = {}  # find() cache; see _child
+        # The <disk> element's own attributes are never edited: read once (the
+        # planner and the budget read `type` ~17 times per disk).
+        self._type = element.get("type") or "file"
+        self._source_path = _UNREAD
 
     def _child(self, tag: str) -> etree._Element | None:
         """element.find(tag), cached: planning reads driver/source/target many times."""
@@ -26,7 +41,7 @@ class DiskElement:
     # --- read -----------------------------------------------------------
     @property
     def type(self) -> str:
-        return self.element.get("type") or "file"
+        return self._type
 
     @property
     def device(self) -> str:
@@ -80,12 +95,14 @@ class DiskElement:
     @property
     def source_path(self) -> str | None:
         """The host path of a file/block/dir source, None when there is none."""
-        src = self.source_element
-        if src is None:
-            return None
-        attr = {"file": "file", "block": "dev", "dir": "dir"}.get(self.type)
-        value = src.get(attr) if attr else None
-        return value or None
+        if self._source_path is _UNREAD:  # <source> is never edited: read once
+            src = self.source_element
+            if src is None:
+                self._source_path = None
+            else:
+                attr = _SOURCE_ATTR.get(self._type)
+                self._source_path = (src.get(attr) if attr else None) or None
+        return self._source_path
 
     @property
     def protocol(self) -> str | None:
@@ -147,7 +164,7 @@ class DiskElement:
 
     def _create_driver(self) -> etree._Element:
         """Insert <driver name='qemu'/> as the first child, keeping the indentation."""
-        driver = etree.Element("driver")
+        driver = self.element.makeelement("driver", {})
         driver.set("name", "qemu")
         self._children["driver"] = driver
         parent = self.element

@@ -1,14 +1,19 @@
-"""Hardened parsing of libvirt domain XML and the accessors over it."""
+"""Hardened parsing of libvirt domain XML and the accessors over it.
+
+parse_domain builds an lxml tree (the CLI). The hook builds the same document
+over aiohook.domxml.lite's expat tree instead (parse_domain_lite), so this
+module imports lxml only where an lxml tree is parsed or serialized.
+"""
 
 from __future__ import annotations
-
-import re
-
-from lxml import etree
 
 from aiohook.domxml.disk import DiskElement
 from aiohook.domxml.overrides import DomainOverrides, read_overrides
 from aiohook.errors import DomainXMLError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lxml import etree
 
 MAX_XML_BYTES = 10 * 1024 * 1024  # libvirt's own domain XML limit is 10 MiB
 
@@ -26,22 +31,35 @@ _PARSER_OPTIONS = dict(
 )
 
 
-class _NoExternalResources(etree.Resolver):
-    """Every external entity or DTD resolves to nothing: libxml2 still opens
-    external parameter entities (file:///dev/..., FIFOs) with the options above."""
+_resolver_class = None
 
-    def resolve(self, url, pubid, context):
-        return self.resolve_string("", context)
+
+def _no_external_resources():
+    """A resolver by which every external entity or DTD resolves to nothing: libxml2
+    still opens external parameter entities (file:///dev/..., FIFOs) with the
+    options above. (A class made on first use: lxml is imported only then.)"""
+    global _resolver_class
+    if _resolver_class is None:
+        from lxml import etree
+
+        class _NoExternalResources(etree.Resolver):
+            def resolve(self, url, pubid, context):
+                return self.resolve_string("", context)
+
+        _resolver_class = _NoExternalResources
+    return _resolver_class()
 
 
 def _parser() -> etree.XMLParser:
+    from lxml import etree
+
     parser = etree.XMLParser(**_PARSER_OPTIONS)
-    parser.resolvers.add(_NoExternalResources())
+    parser.resolvers.add(_no_external_resources())
     return parser
 
 
-def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
-    """Parse untrusted domain XML; every failure is a one-line DomainXMLError."""
+def check_bytes(data: bytes, source: str) -> None:
+    """The checks on the raw bytes that come before any parser sees them."""
     if len(data) > MAX_XML_BYTES:
         raise DomainXMLError(
             f"XML is {len(data)} bytes, over the {MAX_XML_BYTES} byte limit", file=source
@@ -50,6 +68,15 @@ def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
         raise DomainXMLError("empty input, expected a <domain> document", file=source)
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise DomainXMLError("DTDs and entity declarations are not allowed", file=source)
+
+
+def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
+    """Parse untrusted domain XML; every failure is a one-line DomainXMLError."""
+    import re
+
+    from lxml import etree
+
+    check_bytes(data, source)
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -141,6 +168,8 @@ class DomainDocument:
             pass
         if not self._created and self._drivers_as_parsed():
             return self._original  # nothing edited: never re-serialize (e.g. UTF-16 input)
+        from lxml import etree
+
         has_decl = self._original.lstrip().startswith(b"<?xml")
         body = etree.tostring(self.root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
         if not body.endswith(b"\n"):
@@ -149,6 +178,8 @@ class DomainDocument:
 
     def _drivers_as_parsed(self) -> bool:
         """True when every disk <driver> still has the attributes of the original bytes."""
+        from lxml import etree
+
         def drivers(root):
             return [None if d is None else dict(d.attrib)
                     for d in (disk.find("driver") for disk in root.iterfind("devices/disk"))]

@@ -4,18 +4,25 @@ lxml re-serializes every attribute with double quotes and normalizes markup;
 a disk edit would then show up as a diff of the whole document. Instead we
 locate each element's start tag with expat (exact byte offsets, same
 document order as lxml) and rewrite only the <driver> tags that changed.
+The hook's expat tree (aiohook.domxml.lite) knows those offsets from its own
+parse, and patches through the same code (patch_known_offsets).
+
+No regular expressions: a start tag is scanned byte by byte, exactly as the
+patterns `\\s+([^\\s=/>]+)\\s*=\\s*("[^"]*"|'[^']*')` (an attribute), `\\s*(/?)>`
+(the end) and `[^\\s/>]+` (the name) match it, where \\s is bytes whitespace
+(space, \\t, \\n, \\r, \\f, \\v): importing re costs the hook ~4 ms.
 """
 
 from __future__ import annotations
 
-import re
-import xml.parsers.expat
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lxml import etree
 
-from lxml import etree
-
-_ATTR = re.compile(rb"""\s+([^\s=/>]+)\s*=\s*("[^"]*"|'[^']*')""")
-_TAG_END = re.compile(rb"\s*(/?)>")
-_NAME = re.compile(rb"[^\s/>]+")
+_WS = frozenset(b" \t\n\r\f\v")
+_NAME_STOP = _WS | frozenset(b"/>")
+_ATTR_NAME_STOP = _WS | frozenset(b"=/>")
+_QUOTES = frozenset(b"'\"")
 
 
 class PatchUnavailable(Exception):
@@ -23,6 +30,8 @@ class PatchUnavailable(Exception):
 
 
 def start_tag_offsets(data: bytes) -> list[int]:
+    import xml.parsers.expat
+
     offsets: list[int] = []
     parser = xml.parsers.expat.ParserCreate()
     parser.StartElementHandler = lambda name, attrs: offsets.append(parser.CurrentByteIndex)
@@ -33,24 +42,59 @@ def start_tag_offsets(data: bytes) -> list[int]:
     return offsets
 
 
+def _skip_ws(data: bytes, pos: int) -> int:
+    """The first position from pos that is not whitespace (`\\s*`)."""
+    end = len(data)
+    while pos < end and data[pos] in _WS:
+        pos += 1
+    return pos
+
+
+def _until(data: bytes, pos: int, stop: frozenset) -> int:
+    """The first position from pos whose byte is in stop (`[^stop]*`)."""
+    end = len(data)
+    while pos < end and data[pos] not in stop:
+        pos += 1
+    return pos
+
+
+def _match_attr(data: bytes, pos: int) -> tuple[bytes, bytes, int] | None:
+    """`\\s+([^\\s=/>]+)\\s*=\\s*("[^"]*"|'[^']*')` at pos: (name, quoted value, end)."""
+    start = _skip_ws(data, pos)
+    if start == pos:
+        return None
+    stop = _until(data, start, _ATTR_NAME_STOP)
+    if stop == start:
+        return None
+    at = _skip_ws(data, stop)
+    if data[at:at + 1] != b"=":
+        return None
+    at = _skip_ws(data, at + 1)
+    if at >= len(data) or data[at] not in _QUOTES:
+        return None
+    close = data.find(data[at:at + 1], at + 1)
+    if close < 0:
+        return None
+    return data[start:stop], data[at:close + 1], close + 1
+
+
 def parse_start_tag(data: bytes, offset: int) -> tuple[int, list[tuple[bytes, bytes, bytes]], bytes]:
     """(end offset, [(name, quote, raw value)], closing b'>' or b'/>') of the tag at offset."""
     if data[offset:offset + 1] != b"<":
         raise PatchUnavailable(f"no tag at byte {offset}")
-    name = _NAME.match(data, offset + 1)
-    pos = name.end() if name else offset + 1
+    pos = _until(data, offset + 1, _NAME_STOP)
     attrs = []
     while True:
-        m = _ATTR.match(data, pos)
+        m = _match_attr(data, pos)
         if not m:
             break
-        raw = m.group(2)
-        attrs.append((m.group(1), raw[:1], raw[1:-1]))
-        pos = m.end()
-    end = _TAG_END.match(data, pos)
-    if not end:
+        name, raw, pos = m
+        attrs.append((name, raw[:1], raw[1:-1]))
+    at = _skip_ws(data, pos)
+    closing = b"/>" if data[at:at + 2] == b"/>" else b">" if data[at:at + 1] == b">" else None
+    if closing is None:
         raise PatchUnavailable(f"unparsable tag at byte {offset}")
-    return end.end(), attrs, end.group(1) + b">"
+    return at + len(closing), attrs, closing
 
 
 def _escape(value: str, quote: bytes) -> bytes:
@@ -64,26 +108,41 @@ def _render_tag(name: bytes, attrs: list[tuple[bytes, bytes, bytes]], closing: b
     return b"<" + name + body + closing
 
 
+def _check_encoding(data: bytes) -> None:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        raise PatchUnavailable("UTF-16/32: byte edits need an ASCII-compatible encoding")
+
+
 def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Element],
                       created: list[etree._Element]) -> bytes:
     """The original bytes with each disk's <driver> tag brought in line with the tree."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
-        raise PatchUnavailable("UTF-16/32: byte edits need an ASCII-compatible encoding")
+    _check_encoding(data)
     offsets = start_tag_offsets(data)
     originals = [el for el in root.iter() if isinstance(el.tag, str)
                  and not any(el is c for c in created)]
     if len(originals) != len(offsets):
         raise PatchUnavailable("element count differs from the original")
     index = {id(el): i for i, el in enumerate(originals)}
+    return _patch(data, disks, created, lambda el: offsets[index[id(el)]])
+
+
+def patch_known_offsets(data: bytes, disks: list, created: list, offset_of) -> bytes:
+    """patch_driver_tags for a tree that knows where each element's start tag
+    is in `data` (offset_of(element)): aiohook.domxml.lite's."""
+    _check_encoding(data)
+    return _patch(data, disks, created, offset_of)
+
+
+def _patch(data: bytes, disks: list, created: list, offset_of) -> bytes:
     edits: list[tuple[int, int, bytes]] = []
     for disk in disks:
         driver = disk.find("driver")
         if driver is None:
             continue
         if any(driver is c for c in created):
-            edits.append(_insert_driver(data, offsets[index[id(disk)]], disk, driver))
+            edits.append(_insert_driver(data, offset_of(disk), disk, driver))
             continue
-        start = offsets[index[id(driver)]]
+        start = offset_of(driver)
         end, attrs, closing = parse_start_tag(data, start)
         new_attrs = _merge(attrs, dict(driver.attrib), driver.nsmap)
         if new_attrs != attrs:
@@ -134,12 +193,13 @@ def _merge(attrs, wanted: dict, nsmap: dict | None = None) -> list:
     return out
 
 
-_CHARREF = re.compile(r"&#(x[0-9a-fA-F]+|[0-9]+);")
-
-
 def _unescaped(raw: str) -> str:
-    raw = _CHARREF.sub(lambda m: chr(int(m.group(1)[1:], 16) if m.group(1)[0] == "x"
-                                     else int(m.group(1))), raw)
+    if "&" not in raw:
+        return raw  # nothing to unescape (and no need for re)
+    import re
+
+    raw = re.sub(r"&#(x[0-9a-fA-F]+|[0-9]+);", lambda m: chr(
+        int(m.group(1)[1:], 16) if m.group(1)[0] == "x" else int(m.group(1))), raw)
     return (raw.replace("&quot;", '"').replace("&apos;", "'").replace("&lt;", "<")
             .replace("&gt;", ">").replace("&amp;", "&"))
 

@@ -25,7 +25,7 @@ import os
 import syslog
 import time
 
-import json
+from aiohook import jsonlite as json  # json.dumps's output, without importing json (issue 11)
 from aiohook.paths import log_dir
 
 IDENT = "aiohook"

@@ -15,13 +15,16 @@ from aiohook.hook import log
 
 
 def make_plan(domain: str, data: bytes, settings, op: str):
-    """Plan the domain XML from stdin with the settings' rules and the live host."""
-    from aiohook.planner import plan_xml
+    """Plan the domain XML from stdin with the settings' rules and the live host.
+    The document is parsed by pyexpat when it can be (aiohook.domxml.lite: the
+    tree lxml would build, without lxml's import), else by lxml."""
+    from aiohook.domxml.lite import parse_domain_lite
+    from aiohook.planner import plan_document
     from aiohook.policy.loader import load_ruleset
     from aiohook.probe.linux import LinuxProbe
 
     ruleset = load_ruleset(settings.rules)
-    return plan_xml(data, f"<{op} {domain}>", ruleset, LinuxProbe())
+    return plan_document(parse_domain_lite(data, f"<{op} {domain}>"), ruleset, LinuxProbe())
 
 
 def describe(disk) -> str:

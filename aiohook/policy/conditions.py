@@ -6,23 +6,29 @@ A condition reads one fact of a disk and tests it against the rule's argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Any
+from aiohook.facts import CACHE_MODES, DISK_CLASSES, IO_MODES
+from aiohook.record import FrozenRecord, _set
 
-from aiohook.facts import CACHE_MODES, DISK_CLASSES, IO_MODES, DiskFacts
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from aiohook.facts import DiskFacts
 
 UNSET = "unset"
 
 
-@dataclass(frozen=True)
-class Condition:
-    key: str
-    doc: str
-    read: Callable[[DiskFacts], Any]
-    kind: str  # "enum" (fixed values), "word" (open set of words), "glob", "bool"
-    values: tuple[str, ...] = ()
+class Condition(FrozenRecord):
+    FIELDS = ("key", "doc", "read", "kind", "values")
+
+    def __init__(self, key: str, doc: str, read: Callable[[DiskFacts], Any], kind: str,
+                 values: tuple[str, ...] = ()):
+        _set(self, "key", key)
+        _set(self, "doc", doc)
+        _set(self, "read", read)
+        _set(self, "kind", kind)  # "enum" (fixed values), "word" (open set of words), "glob", "bool"
+        _set(self, "values", values)
 
     def normalize(self, arg: Any) -> Any:
         """The canonical argument: a sorted tuple of words/globs, or a bool."""
@@ -38,11 +44,14 @@ class Condition:
         return UNSET if value is None else value
 
     def test(self, facts: DiskFacts, arg: Any) -> bool:
-        value = self.fact(facts)
-        if self.kind == "bool":
+        value = self.read(facts)  # self.fact(facts), inlined: rules run it per disk
+        kind = self.kind
+        if kind == "bool":
             return value is arg
-        if self.kind == "glob":
-            return value != UNSET and any(fnmatchcase(value, pattern) for pattern in arg)
+        if value is None:
+            value = UNSET
+        if kind == "glob":
+            return value != UNSET and any(_glob(value, pattern) for pattern in arg)
         return value in arg
 
     def describe_fact(self, facts: DiskFacts) -> str:
@@ -54,6 +63,15 @@ class Condition:
     def possible(self) -> tuple[str, ...] | None:
         """Every value the fact can take, for enum conditions (contradiction checks)."""
         return self.values + (UNSET,) if self.kind == "enum" else None
+
+
+def _glob(value: str, pattern: str) -> bool:
+    """fnmatch.fnmatchcase, without importing fnmatch (and re) for a plain pattern."""
+    if "*" not in pattern and "?" not in pattern and "[" not in pattern:
+        return value == pattern
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(value, pattern)
 
 
 def _c(key, doc, read, kind, values=()):

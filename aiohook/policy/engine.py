@@ -2,44 +2,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
-from aiohook.facts import DiskFacts, HostFacts
 from aiohook.policy.conditions import CONDITIONS
-from aiohook.policy.ruleset import Action, Rule, Ruleset
+from aiohook.policy.ruleset import Action
 from aiohook.policy.safety import CACHE_CHECKS, Candidate, refusals
+from aiohook.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from aiohook.facts import DiskFacts, HostFacts
+    from aiohook.policy.ruleset import Rule, Ruleset
 
 NO_RULE = "(no rule)"
 SKIP_RULE = "metadata:skip"
 PIN_RULE = "metadata:pin"
 
 
-@dataclass
-class Veto:
-    check: str
-    io: str | None
-    cache: str | None
-    why: str
+class Veto(Record):
+    FIELDS = ("check", "io", "cache", "why")
+
+    def __init__(self, check: str, io: str | None, cache: str | None, why: str):
+        self.check = check
+        self.io = io
+        self.cache = cache
+        self.why = why
 
 
-@dataclass
-class RuleTrace:
-    rule: str
-    matched: bool
-    why: str  # the failing condition with the fact's value, or what matched
+class RuleTrace(Record):
+    FIELDS = ("rule", "matched", "why")
+
+    def __init__(self, rule: str, matched: bool, why: str):
+        self.rule = rule
+        self.matched = matched
+        self.why = why  # the failing condition with the fact's value, or what matched
 
 
-@dataclass
-class Decision:
-    io_before: str | None
-    io_after: str | None
-    cache_before: str | None
-    cache_after: str | None
-    rule: str
-    reason: str
-    vetoes: list[Veto] = field(default_factory=list)
-    trace: list[RuleTrace] = field(default_factory=list)
-    replaced_by: str | None = None  # rule whose choice replaced a refused explicit io
+class Decision(Record):
+    FIELDS = ("io_before", "io_after", "cache_before", "cache_after", "rule", "reason", "vetoes",
+              "trace", "replaced_by")
+
+    def __init__(self, io_before: str | None, io_after: str | None, cache_before: str | None,
+                 cache_after: str | None, rule: str, reason: str,
+                 vetoes: list[Veto] | None = None, trace: list[RuleTrace] | None = None,
+                 replaced_by: str | None = None):
+        self.io_before = io_before
+        self.io_after = io_after
+        self.cache_before = cache_before
+        self.cache_after = cache_after
+        self.rule = rule
+        self.reason = reason
+        self.vetoes = [] if vetoes is None else vetoes
+        self.trace = [] if trace is None else trace
+        self.replaced_by = replaced_by  # rule whose choice replaced a refused explicit io
 
     @property
     def changed(self) -> bool:
@@ -153,14 +166,17 @@ def _io_value(facts: DiskFacts, wanted: str) -> str | None:
     return wanted
 
 
-@dataclass
-class Replacement:
+class Replacement(Record):
     """What a refused explicit io becomes, and why."""
 
-    io: str
-    why: str
-    rule: str | None = None
-    vetoes: list[Veto] = field(default_factory=list)
+    FIELDS = ("io", "why", "rule", "vetoes")
+
+    def __init__(self, io: str, why: str, rule: str | None = None,
+                 vetoes: list[Veto] | None = None):
+        self.io = io
+        self.why = why
+        self.rule = rule
+        self.vetoes = [] if vetoes is None else vetoes
 
 
 def replacement_io(facts: DiskFacts, host: HostFacts, ruleset: Ruleset | None) -> Replacement:
@@ -170,7 +186,7 @@ def replacement_io(facts: DiskFacts, host: HostFacts, ruleset: Ruleset | None) -
     that choice is no io attribute, or when it needs another cache.
     """
     default = "threads instead, QEMU's default"
-    bare = replace(facts, io=None)
+    bare = facts._replace(io=None)
     rule = first_match(ruleset, bare) if ruleset is not None else None
     if rule is None:
         return Replacement("threads", f"{default}: no rule decides this disk when the XML sets no io")

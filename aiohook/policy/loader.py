@@ -1,15 +1,15 @@
 """Find and load a ruleset, through a compiled cache keyed by content hash.
 
-A cache hit costs a file read, a sha256 and a json.loads: no yaml, no jsonschema.
+A cache hit costs a file read, a sha256 and a JSON load: no yaml, no jsonschema,
+and neither hashlib nor json (aiohook.cachekey, aiohook.jsonlite: issue 11).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
-from aiohook import __version__
+from aiohook import __version__, jsonlite
+from aiohook.cachekey import sha256_hex
 from aiohook.errors import AiohookError, PolicyError
 from aiohook.fsutil import read_policy
 from aiohook.paths import cache_dir, config_dir, packaged
@@ -45,12 +45,12 @@ def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
     if len(data) > MAX_RULES_BYTES:
         raise PolicyError(f"rules file is over {MAX_RULES_BYTES} bytes", file=path)
     directory = cache_dir() if use_cache else None
-    digest = hashlib.sha256(__version__.encode() + b"\0" + data).hexdigest()
+    digest = sha256_hex(__version__.encode() + b"\0" + data)
     cached = os.path.join(directory, f"rules-{digest[:32]}.json") if directory else None
     if cached:
         try:
             with open(cached, "rb") as fh:
-                ruleset = Ruleset.from_compiled(json.loads(fh.read()))
+                ruleset = Ruleset.from_compiled(jsonlite.loads(fh.read()))
             ruleset.source = path
             return ruleset
         except (OSError, ValueError, KeyError, TypeError):
@@ -69,6 +69,6 @@ def _store(cached: str, ruleset: Ruleset) -> None:
 
     try:
         os.makedirs(os.path.dirname(cached), mode=0o755, exist_ok=True)
-        atomic_write(cached, json.dumps(ruleset.to_compiled()).encode())
+        atomic_write(cached, jsonlite.dumps(ruleset.to_compiled()).encode())
     except (OSError, AiohookError):  # caching must never fail a load
         pass

@@ -7,48 +7,65 @@ jsonschema (see policy/cache.py).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
-
 from aiohook.errors import PolicyError
 from aiohook.policy.conditions import CONDITIONS, UNSET
+from aiohook.record import FrozenRecord, Record, _set
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RULES_SCHEMA = "rules.schema.json"
 IO_PREFERENCES = ("native", "threads", "io_uring")
 
 
-@dataclass(frozen=True)
-class Action:
-    io: tuple[str, ...]  # preference list; keep/unset are single-item lists
-    cache: str | None = None  # force this cache mode
-    cache_if_unset: str | None = None  # fill this cache mode when the XML has none
+class Action(FrozenRecord):
+    FIELDS = ("io", "cache", "cache_if_unset")
+
+    def __init__(self, io: tuple[str, ...], cache: str | None = None,
+                 cache_if_unset: str | None = None):
+        _set(self, "io", io)  # preference list; keep/unset are single-item lists
+        _set(self, "cache", cache)  # force this cache mode
+        _set(self, "cache_if_unset", cache_if_unset)  # fill this cache mode when the XML has none
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    description: str
-    match: tuple  # disjunction of conjunctions of (key, normalized arg)
-    exclude: tuple
-    action: Action
-    line: int | None = None
+class Rule(FrozenRecord):
+    FIELDS = ("name", "description", "match", "exclude", "action", "line")
+
+    def __init__(self, name: str, description: str, match: tuple, exclude: tuple,
+                 action: Action, line: int | None = None):
+        _set(self, "name", name)
+        _set(self, "description", description)
+        _set(self, "match", match)  # disjunction of conjunctions of (key, normalized arg)
+        _set(self, "exclude", exclude)
+        _set(self, "action", action)
+        _set(self, "line", line)
 
     def selects(self, facts) -> bool:
         return _any(self.match, facts) and not (self.exclude and _any(self.exclude, facts))
 
 
 def _any(dnf, facts) -> bool:
-    return any(all(CONDITIONS[k].test(facts, arg) for k, arg in conj) for conj in dnf)
+    """Some conjunction of dnf holds (loops, not nested generators: run per rule per disk)."""
+    for conj in dnf:
+        for key, arg in conj:
+            if not CONDITIONS[key].test(facts, arg):
+                break
+        else:
+            return True
+    return False
 
 
-@dataclass
-class Ruleset:
-    rules: list[Rule]
-    source: str
-    digest: str = ""
-    description: str = ""
-    problems: list[str] = field(default_factory=list)
+class Ruleset(Record):
+    FIELDS = ("rules", "source", "digest", "description", "problems")
+
+    def __init__(self, rules: list[Rule], source: str, digest: str = "", description: str = "",
+                 problems: list[str] | None = None):
+        self.rules = rules
+        self.source = source
+        self.digest = digest
+        self.description = description
+        self.problems = [] if problems is None else problems
 
     def by_name(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -97,6 +114,7 @@ def _jsonable(arg: Any) -> Any:
 # --- loading and validation ----------------------------------------------
 
 def schema() -> dict:
+    import json
     from importlib import resources
 
     return json.loads(resources.files("aiohook.schemas").joinpath(RULES_SCHEMA).read_text())
@@ -112,11 +130,13 @@ def parse_ruleset(text: bytes, filename: str) -> Ruleset:
     return build_ruleset(text, filename)
 
 
-@dataclass
-class Problem:
-    line: int | None
-    message: str
-    rule: str | None = None
+class Problem(Record):
+    FIELDS = ("line", "message", "rule")
+
+    def __init__(self, line: int | None, message: str, rule: str | None = None):
+        self.line = line
+        self.message = message
+        self.rule = rule
 
     def render(self, filename: str) -> str:
         where = f"{filename}:{self.line}" if self.line else filename

@@ -6,27 +6,36 @@ why it is refused, or None.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from aiohook.facts import IO_CAPABLE_TYPES, O_DIRECT_CACHES, version_tuple
+from aiohook.record import FrozenRecord, _set
 
-from aiohook.facts import IO_CAPABLE_TYPES, O_DIRECT_CACHES, DiskFacts, HostFacts, version_tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aiohook.facts import DiskFacts, HostFacts
 
 # Classes where io= has no effect (or no source to act on): io stays as found.
 NO_IO_EFFECT_CLASSES = ("network", "other", "empty")
 NATIVE_SAFE_CLASSES = ("block", "file-preallocated")
 
 
-@dataclass(frozen=True)
-class Candidate:
-    io: str | None
-    cache: str | None
+class Candidate(FrozenRecord):
+    FIELDS = ("io", "cache")
+
+    def __init__(self, io: str | None, cache: str | None):
+        _set(self, "io", io)
+        _set(self, "cache", cache)
 
 
-@dataclass(frozen=True)
-class SafetyCheck:
-    name: str
-    doc: str
-    refuse: Callable[[Candidate, DiskFacts, HostFacts], str | None]
+class SafetyCheck(FrozenRecord):
+    FIELDS = ("name", "doc", "refuse")
+
+    def __init__(self, name: str, doc: str,
+                 refuse: Callable[[Candidate, DiskFacts, HostFacts], str | None]):
+        _set(self, "name", name)
+        _set(self, "doc", doc)
+        _set(self, "refuse", refuse)
 
 
 def io_has_effect(facts: DiskFacts) -> bool:

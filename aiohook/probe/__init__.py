@@ -7,24 +7,13 @@ The policy never imports this package: it only sees DiskFacts/HostFacts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
-from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
-
 DEFAULT_PROBE_BUDGET_S = 2.0  # total wall time for all probes of one domain
 
 
-class Probe(Protocol):
-    def host_facts(self, emulator: str | None) -> HostFacts:
-        """Host capabilities for a domain whose <emulator> is `emulator`."""
+def __getattr__(name: str):
+    """`Probe` (aiohook.probe.protocol) is imported on first use: it needs typing."""
+    if name == "Probe":
+        from aiohook.probe.protocol import Probe
 
-    def source_facts(
-        self, requests: Sequence[SourceRequest], budget_s: float = DEFAULT_PROBE_BUDGET_S
-    ) -> dict[str, SourceFacts]:
-        """Facts for every requested path, keyed by request path. Never blocks
-        longer than budget_s: a path not answered in time gets kind='unknown'
-        and error naming the timeout."""
-
-    def resolve_volume(self, pool: str, volume: str) -> VolumeTarget:
-        """Resolve <source pool= volume=> through the pool definition."""
+        return Probe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

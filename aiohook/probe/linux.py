@@ -9,24 +9,26 @@ Runs inside a root libvirt hook, so:
 - all paths of a domain are probed in daemon threads under one deadline
   (probe/bounded.py): a dead NFS/FUSE mount costs at most the budget;
 - it never writes to user files: the O_DIRECT probe is a read.
-Kept light on imports: lxml is imported only by resolve_volume.
+Kept light on imports: lxml is imported only by resolve_volume, re only where
+a path or a binary needs it (an escaped mount point, a dm device, a cache
+miss), json not at all (aiohook.jsonlite): issue 11.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import mmap
 import os
-import re
 import stat
-from collections.abc import Sequence
 
-from aiohook import paths
+from aiohook import jsonlite, paths
 from aiohook.facts import HostFacts, SourceFacts, SourceRequest, VolumeTarget
 from aiohook.probe import DEFAULT_PROBE_BUDGET_S
 from aiohook.probe.bounded import abandoned_threads, exit_now, run_bounded  # noqa: F401
-from aiohook.probe.qcow2 import Qcow2Error, read_header
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
 LIBVIRT_DAEMONS = ("/usr/sbin/virtqemud", "/usr/sbin/libvirtd")
@@ -38,17 +40,34 @@ _MAX_POOL_XML = 1 << 20
 
 _QEMU_MARK = b"QEMU emulator version "
 _LIBVIRT_MARK = b"LIBVIRT_PRIVATE_"  # symbol version; equals the libvirt release
-_VERSION_RE = re.compile(rb"(\d+\.\d+(?:\.\d+)?)")
+_VERSION_RE = rb"(\d+\.\d+(?:\.\d+)?)"
 
 
 # ---------------------------------------------------------------- mountinfo
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+_OCTAL = frozenset("01234567")
 
 
 def _unescape_mount_field(text: str) -> str:
-    # The kernel escapes space, tab, newline and backslash as \ooo.
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+    # The kernel escapes space, tab, newline and backslash as \ooo: each backslash
+    # followed by three octal digits becomes that character (re.sub of
+    # r"\\([0-7]{3})", without importing re: issue 11).
+    if "\\" not in text:
+        return text
+    out, at = [], 0
+    while True:
+        hit = text.find("\\", at)
+        if hit < 0:
+            out.append(text[at:])
+            return "".join(out)
+        digits = text[hit + 1:hit + 4]
+        if len(digits) == 3 and set(digits) <= _OCTAL:
+            out.append(text[at:hit] + chr(int(digits, 8)))
+            at = hit + 4
+        else:
+            out.append(text[at:hit + 1])
+            at = hit + 1
 
 
 def parse_mountinfo(text: str) -> list[tuple[str, str]]:
@@ -104,8 +123,7 @@ def block_transport(rdev: int, sys_root: str = "/sys") -> str:
         device = os.path.dirname(device)  # a partition: classify its disk
     name = os.path.basename(device)
     if name.startswith("dm-"):
-        uuid = _read_text(os.path.join(device, "dm/uuid")) or ""
-        uuid = re.sub(r"^part\d+-", "", uuid)  # kpartx partitions of a dm device
+        uuid = _strip_part_prefix(_read_text(os.path.join(device, "dm/uuid")) or "")
         for prefix, transport in (("LVM-", "lvm"), ("mpath-", "multipath"), ("CRYPT-", "crypt")):
             if uuid.startswith(prefix):
                 return transport
@@ -134,14 +152,27 @@ def block_transport(rdev: int, sys_root: str = "/sys") -> str:
     return "unknown"
 
 
+def _strip_part_prefix(uuid: str) -> str:
+    """re.sub(r"^part\\d+-", "", uuid), without re: kpartx partitions of a dm device."""
+    if uuid.startswith("part"):
+        at = 4
+        while at < len(uuid) and uuid[at].isdecimal():  # \\d: a Unicode decimal digit
+            at += 1
+        if at > 4 and uuid[at:at + 1] == "-":
+            return uuid[at + 1:]
+    return uuid
+
+
 # ---------------------------------------------------------------- one path
 
 
-def probe_o_direct(path: str) -> tuple[bool | None, str | None]:
+def probe_o_direct(path: str, buffer: mmap.mmap | None = None) -> tuple[bool | None, str | None]:
     """Open read-only with O_DIRECT and read one aligned block: (works, error).
 
     `path` must name an object already checked to be a regular file or a block
     device; probe_path passes /proc/self/fd/N of its O_PATH descriptor.
+    `buffer`: a page-aligned DIRECT_IO_SIZE mapping to read into, reused from one
+    source to the next by a probing thread (_Scratch); else one is mapped here.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
@@ -150,11 +181,12 @@ def probe_o_direct(path: str) -> tuple[bool | None, str | None]:
             return False, None
         return None, f"O_DIRECT open: {err.strerror}"
     try:
-        buf = mmap.mmap(-1, DIRECT_IO_SIZE)  # page aligned, as O_DIRECT wants
+        buf = buffer if buffer is not None else mmap.mmap(-1, DIRECT_IO_SIZE)  # page aligned
         try:
             os.preadv(fd, [buf], 0)
         finally:
-            buf.close()
+            if buf is not buffer:
+                buf.close()
         return True, None
     except OSError as err:
         if err.errno == errno.EINVAL:
@@ -190,10 +222,63 @@ def mount_point_of(path: str, mount_points: list[str]) -> str:
     return best
 
 
+class _Scratch:
+    """What one probing thread reuses from one source to the next (issue 11): the
+    page-aligned buffer of the O_DIRECT read (mapping and unmapping a page per
+    source cost ~14 us each) and the filesystem type of each directory."""
+
+    __slots__ = ("buffer", "fs", "mount_points", "plain")
+
+    def __init__(self, mounts: list[tuple[str, str]]):
+        self.buffer: mmap.mmap | None = None
+        self.fs: dict[str, str | None] = {}
+        self.mount_points = frozenset(mp for mp, _ in mounts)
+        # fs_type_for(file) == fs_type_for(its directory) needs mount points written
+        # as the kernel writes them: no trailing slash (but "/").
+        self.plain = all(mp == "/" or not mp.endswith("/") for mp in self.mount_points)
+
+    def o_direct_buffer(self) -> mmap.mmap:
+        if self.buffer is None:
+            self.buffer = mmap.mmap(-1, DIRECT_IO_SIZE)
+        return self.buffer
+
+    def fs_type(self, path: str, mounts: list[tuple[str, str]]) -> str | None:
+        """fs_type_for(path, mounts), computed once per directory. For a path that is
+        not itself a mount point, the mount points that match it are exactly those
+        that match its directory: the same answer."""
+        directory, sep, _ = path.rpartition("/")
+        if (not self.plain or not sep or not path.startswith("/") or path.endswith("/")
+                or "//" in path or path in self.mount_points):
+            return fs_type_for(path, mounts)
+        directory = directory or "/"
+        try:
+            return self.fs[directory]
+        except KeyError:
+            found = self.fs[directory] = fs_type_for(directory, mounts)
+            return found
+
+
+def _group_of(path: str, mount_points: list[str], by_dir: dict[str, str] | None) -> str:
+    """mount_point_of(path, mount_points), computed once per directory: a mount
+    point that is a lexical prefix of path is path itself or a prefix of its
+    directory, when mount points have no trailing slash (by_dir is None
+    otherwise: then each path is looked up on its own)."""
+    directory, sep, _ = path.rpartition("/")
+    if by_dir is None or not sep or path in mount_points or path.endswith("/"):
+        return mount_point_of(path, mount_points)
+    directory = directory or "/"
+    try:
+        return by_dir[directory]
+    except KeyError:
+        found = by_dir[directory] = mount_point_of(directory, mount_points)
+        return found
+
+
 def probe_path(
     request: SourceRequest,
     mounts: list[tuple[str, str]] | None = None,
     sys_root: str = "/sys",
+    scratch: _Scratch | None = None,
 ) -> SourceFacts:
     """All facts about one source path. May block (dead mount): run it bounded.
 
@@ -212,13 +297,13 @@ def probe_path(
     except (OSError, ValueError) as err:
         return SourceFacts(path=path, kind="unknown", error=f"stat: {_why(err)}")
     try:
-        return _probe_fd(request, path_fd, mounts, sys_root)
+        return _probe_fd(request, path_fd, mounts, sys_root, scratch)
     finally:
         os.close(path_fd)
 
 
 def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]] | None,
-              sys_root: str) -> SourceFacts:
+              sys_root: str, scratch: _Scratch | None = None) -> SourceFacts:
     path = request.path
     try:
         st = os.fstat(path_fd)
@@ -255,6 +340,8 @@ def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]
         if fmt == "raw":
             facts.virtual_size = facts.size
         elif fmt == "qcow2":
+            from aiohook.probe.qcow2 import Qcow2Error, read_header  # only qcow2 needs struct
+
             try:
                 header = read_header(fd)
                 facts.virtual_size = header.virtual_size
@@ -277,8 +364,10 @@ def _probe_fd(request: SourceRequest, path_fd: int, mounts: list[tuple[str, str]
     if facts.kind == "file":
         if mounts is None:
             mounts = parse_mountinfo(_read_text("/proc/self/mountinfo") or "")
-        facts.fs = fs_type_for(facts.resolved, mounts)
-    facts.o_direct, direct_error = probe_o_direct(f"/proc/self/fd/{path_fd}")
+        facts.fs = (scratch.fs_type(facts.resolved, mounts) if scratch is not None
+                    else fs_type_for(facts.resolved, mounts))
+    facts.o_direct, direct_error = probe_o_direct(
+        f"/proc/self/fd/{path_fd}", scratch.o_direct_buffer() if scratch is not None else None)
     if direct_error:
         errors.append(direct_error)
     facts.error = "; ".join(errors) or None
@@ -319,7 +408,7 @@ class BinaryFactsCache:
             return {}
         try:
             with open(self.file, encoding="utf-8") as handle:
-                data = json.load(handle)
+                data = jsonlite.loads(handle.read())
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
@@ -347,7 +436,7 @@ class BinaryFactsCache:
             fd, tmp = tempfile.mkstemp(prefix=".binaries.", dir=directory)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"version": _CACHE_VERSION, "binaries": entries}, handle)
+                    handle.write(jsonlite.dumps({"version": _CACHE_VERSION, "binaries": entries}))
                 os.replace(tmp, self.file)
             except BaseException:
                 os.unlink(tmp)
@@ -375,7 +464,9 @@ def _scan_binary(path: str, marks: Sequence[bytes]) -> dict[bytes, bytes | None]
 def _version_from(blob: bytes | None) -> str | None:
     if not blob:
         return None
-    match = _VERSION_RE.match(blob)
+    import re
+
+    match = re.match(_VERSION_RE, blob)
     return match.group(1).decode() if match else None
 
 
@@ -393,6 +484,8 @@ def _version_by_running(path: str) -> str | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+    import re
+
     match = re.search(rb"version\s+(\d+\.\d+(?:\.\d+)?)|\)\s+(\d+\.\d+(?:\.\d+)?)", out)
     if not match:
         return None
@@ -438,14 +531,18 @@ class LinuxProbe:
         mounts = parse_mountinfo(_read_text(os.path.join(self.proc_root, "self/mountinfo")) or "")
         mount_points = sorted({mp for mp, _ in mounts})
         groups: dict[str, list[SourceRequest]] = {}
+        by_dir = ({} if all(mp == "/" or not mp.endswith("/") for mp in mount_points)
+                  else None)  # mount_point_of, once per directory (see _group_of)
         for path, request in unique.items():
-            groups.setdefault(mount_point_of(os.path.normpath(path), mount_points), []).append(request)
+            groups.setdefault(_group_of(os.path.normpath(path), mount_points, by_dir),
+                              []).append(request)
         found: dict[str, SourceFacts] = {}
 
         def job(batch: list[SourceRequest]):
             def probe_all() -> None:
+                scratch = _Scratch(mounts)
                 for request in batch:
-                    found[request.path] = self._probe_safely(request, mounts)
+                    found[request.path] = self._probe_safely(request, mounts, scratch)
 
             return probe_all
 
@@ -457,9 +554,10 @@ class LinuxProbe:
                                          error=f"probe timed out after {budget_s}s")
         return {request.path: done[request.path] for request in requests}
 
-    def _probe_safely(self, request: SourceRequest, mounts: list[tuple[str, str]]) -> SourceFacts:
+    def _probe_safely(self, request: SourceRequest, mounts: list[tuple[str, str]],
+                      scratch: _Scratch | None = None) -> SourceFacts:
         try:
-            return probe_path(request, mounts, self.sys_root)
+            return probe_path(request, mounts, self.sys_root, scratch)
         except Exception as err:  # noqa: BLE001 - a probe bug must not kill the hook
             return SourceFacts(
                 path=request.path,
@@ -495,6 +593,8 @@ class LinuxProbe:
         disabled = self._read_int("sys/kernel/io_uring_disabled")
         if disabled is not None:
             return disabled == 0  # 1 admits only privileged/group members; QEMU is neither
+        import re
+
         release = tuple(int(p) for p in re.findall(r"\d+", os.uname().release)[:2])
         if len(release) < 2:
             return None

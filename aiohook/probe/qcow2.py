@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+
+from aiohook.record import FrozenRecord, _set
 
 QCOW2_MAGIC = b"QFI\xfb"
 HEADER_READ = 104  # v3 header up to and including header_length
@@ -24,13 +25,17 @@ class Qcow2Error(ValueError):
     """The bytes are not a qcow2 header we understand."""
 
 
-@dataclass(frozen=True)
-class Qcow2Header:
-    version: int
-    virtual_size: int
-    cluster_bits: int
-    has_backing_file: bool
-    incompatible_features: int = 0
+class Qcow2Header(FrozenRecord):
+    FIELDS = ("version", "virtual_size", "cluster_bits", "has_backing_file",
+              "incompatible_features")
+
+    def __init__(self, version: int, virtual_size: int, cluster_bits: int,
+                 has_backing_file: bool, incompatible_features: int = 0):
+        _set(self, "version", version)
+        _set(self, "virtual_size", virtual_size)
+        _set(self, "cluster_bits", cluster_bits)
+        _set(self, "has_backing_file", has_backing_file)
+        _set(self, "incompatible_features", incompatible_features)
 
     @property
     def external_data_file(self) -> bool:

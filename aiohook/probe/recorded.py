@@ -16,7 +16,6 @@ A source that is not in the file is never probed: it is kind 'unknown'.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -411,7 +410,7 @@ class RecordedProbe:
         self.host, self.sources, self.volumes = parse_facts(text, path)
 
     def host_facts(self, emulator: str | None) -> HostFacts:
-        return dataclasses.replace(self.host)
+        return self.host._replace()
 
     def source_facts(
         self, requests: Sequence[SourceRequest], budget_s: float = DEFAULT_PROBE_BUDGET_S
@@ -424,7 +423,7 @@ class RecordedProbe:
                     path=request.path, kind="unknown", error=f"not in recorded facts {self.path}"
                 )
             else:
-                out[request.path] = dataclasses.replace(recorded)
+                out[request.path] = recorded._replace()
         return out
 
     def resolve_volume(self, pool: str, volume: str) -> VolumeTarget:
@@ -464,7 +463,7 @@ def dump_facts(
     if volumes:
         document["volumes"] = {
             (key if isinstance(key, str) else "/".join(key)): _FlowDict(
-                {k: v for k, v in dataclasses.asdict(target).items() if v is not None}
+                {k: v for k, v in target._asdict().items() if v is not None}
             )
             for key, target in volumes.items()
         }
