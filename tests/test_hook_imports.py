@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Standard-library modules aiohook itself imports on the hot paths (C modules,
 # small ones, each chosen over a heavier one: _json not json, _sha256 not
 # hashlib, pyexpat not lxml, _thread not threading; see README "Performance").
-STDLIB_SETTLE = {"__future__", "time", "_json", "fcntl"}
+STDLIB_ENTRY = {"__future__", "gc"}  # gc: the hook turns the cyclic collector off
+STDLIB_SETTLE = STDLIB_ENTRY | {"time", "_json", "fcntl"}
 STDLIB_GATE = STDLIB_SETTLE | {"errno", "mmap", "pyexpat", "syslog", "_sha256", "_sha2",
                                "_thread"}
 
@@ -59,11 +60,11 @@ OPS = {
     ("reconnect", "begin"): (SETTLE, STDLIB_SETTLE),
     ("stopped", "end"): (SETTLE, STDLIB_SETTLE),
     ("release", "end"): (SETTLE, STDLIB_SETTLE),
-    ("start", "begin"): (ENTRY, {"__future__"}),
-    ("attach", "begin"): (ENTRY, {"__future__"}),
-    ("prepare", "end"): (ENTRY, {"__future__"}),
+    ("start", "begin"): (ENTRY, STDLIB_ENTRY),
+    ("attach", "begin"): (ENTRY, STDLIB_ENTRY),
+    ("prepare", "end"): (ENTRY, STDLIB_ENTRY),
     ("frobnicate", "begin"): (ENTRY | {"aiohook.hook.log", "aiohook.jsonlite", "aiohook.paths"},
-                             {"__future__", "_json", "syslog"}),
+                             STDLIB_ENTRY | {"_json", "syslog"}),
 }
 
 
@@ -132,6 +133,14 @@ def test_each_op_imports_only_its_own_list(hook, op, subop):
         subprocess.run([sys.executable, "-I", "-S", hook["launcher"], "dom", "release", "end",
                         "-"], input=hook["xml"], env=hook["env"], capture_output=True,
                        timeout=60, check=False)
+    if op in ("prepare", "migrate", "restore"):
+        with open(os.path.join(hook["env"]["AIOHOOK_LOG_DIR"], "decisions.jsonl")) as fh:
+            last = json.loads(fh.readlines()[-1])
+        if last["outcome"] == "budget-refused" or "budget" in last:
+            # Another process holds fs.aio-max-nr (the suite's budget tests do): the
+            # refusal's message scans every process and binary, which is not the path
+            # measured here.
+            pytest.skip(f"the host's AIO budget is exhausted: {last.get('message', '')[:200]}")
     extra = seen - hook["base"] - hook["os"]
     assert not extra & NEVER, f"{op} {subop} imports {sorted(extra & NEVER)}"
     grown = extra - ours - stdlib

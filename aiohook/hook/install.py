@@ -127,7 +127,7 @@ def _check_launcher(python: str, sys_path: list[str], launcher: str) -> None:
     the launcher itself for a no-op hook call."""
     code = (f"import sys; sys.path[:0] = {sys_path!r}; import aiohook.hook.prepare, "
             "aiohook.planner, aiohook.probe.linux, aiohook.policy.loader, aiohook.settings, "
-            "lxml.etree, yaml")
+            "aiohook.domxml.lite, aiohook.hook.filter, lxml.etree, yaml")
     checks = [[python, "-IS", "-c", code], [launcher, "aiohook-install-check", "attach", "-", "-"]]
     for argv in checks:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
