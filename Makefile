@@ -2,17 +2,17 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# `make deb`: Debian's packaging tools and the build dependencies of debian/control.
+DEB_BUILD_DEBS := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all \
+        python3-setuptools python3-lxml python3-yaml python3-jsonschema python3-xmlschema
+# The fleet tests: lintian (and man-db, for its man page checks) for the .deb.
+FLEET_DEBS := lintian man-db
 # Debian packages the suite uses: real libvirtd + QEMU, qemu-img, xfs, loop devices,
 # libvirt's RelaxNG schema (libvirt0) and xmllint; debootstrap for the second stack,
 # acl for the /dev/kvm ACL, cpio/xz-utils for the test guest's initramfs.
 DEBS := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils xfsprogs \
         libvirt0 libxml2-utils util-linux strace debootstrap acl cpio xz-utils \
         $(DEB_BUILD_DEBS) $(FLEET_DEBS)
-# `make deb`: Debian's packaging tools and the build dependencies of debian/control.
-DEB_BUILD_DEBS := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all \
-        python3-setuptools python3-lxml python3-yaml python3-jsonschema python3-xmlschema
-# The fleet tests: lintian (and man-db, for its man page checks) for the .deb.
-FLEET_DEBS := lintian man-db
 # The second stack (libvirt 11 / QEMU 10 from bookworm-backports, in a chroot) and
 # the tiny test guest, built once and reused from outside the checkout.
 STACK_CACHE ?= /var/cache/aiohook
