@@ -95,8 +95,9 @@ def load_settings(path: str | None = None, *, use_cache: bool = True) -> Setting
     digest = sha256_hex(
         b"\0".join((__version__.encode(), os.path.abspath(path).encode(), data))
     )
-    cached = os.path.join(cache_dir(), f"settings-{digest[:32]}.json")
-    if use_cache:
+    directory = cache_dir() if use_cache else None
+    cached = os.path.join(directory, f"settings-{digest[:32]}.json") if directory else None
+    if cached:
         try:
             with open(cached, "rb") as fh:
                 values = jsonlite.loads(fh.read())
@@ -105,7 +106,7 @@ def load_settings(path: str | None = None, *, use_cache: bool = True) -> Setting
         except (OSError, ValueError, TypeError):
             pass
     settings = parse_settings(data, path)
-    if use_cache:
+    if cached:  # no usable cache directory only costs speed
         _store(cached, settings)
     return settings
 

@@ -138,3 +138,16 @@ def test_shipped_file_parses_and_documents_every_key():
     for key in ("enforce:", "on_error:", "on_budget_exceeded:", "reserve_events:", "check:",
                 "rules:"):
         assert key.encode() in data
+
+
+def test_no_usable_cache_directory_only_costs_speed(tmp_path, monkeypatch):
+    """cache_dir() is None when no safe place exists: settings still load (this
+    raised TypeError from os.path.join(None, ...) before)."""
+    import aiohook.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "cache_dir", lambda: None)
+    cfg = tmp_path / "etc"
+    cfg.mkdir()
+    (cfg / "aiohook.yaml").write_text("enforce: refuse\n")
+    monkeypatch.setenv("AIOHOOK_CONFIG_DIR", str(cfg))
+    assert settings_module.load_settings().enforce == "refuse"
