@@ -24,7 +24,8 @@ def _reserve() -> int:
         return 0
 
 
-def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) -> dict:
+def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None,
+               proc_root: str | None = None) -> dict:
     """pid -> the AIO state of that QEMU's domain (aiohook.budget.fallback)."""
     from aiohook.budget import fallback, procscan
     from aiohook.budget.doctor import _status_domain
@@ -39,7 +40,7 @@ def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None) 
                 doc = _status_domain(path)
             except Exception:  # noqa: BLE001 - an unreadable status XML: state unknown
                 doc = None
-        states[h.pid] = fallback.examine(h, doc, log_dir) if h.domain else {"state": "unknown"}
+        states[h.pid] = fallback.examine(h, doc, log_dir, proc_root or procscan.PROC_ROOT) if h.domain else {"state": "unknown"}
     return states
 
 
@@ -49,7 +50,7 @@ def collect(proc_root: str | None = None, run_dir: str | None = None,
     from aiohook.budget.supply import read_supply
 
     holders = procscan.qemu_holders(proc_root, run_dir)
-    states = aio_states(holders, run_dir, log_dir)
+    states = aio_states(holders, run_dir, log_dir, proc_root)
     qemu_pids = {h.pid for h in holders}
     others = [h for h in procscan.all_holders(proc_root, run_dir) if h.pid not in qemu_pids]
     supply = read_supply(_reserve(), proc_root)
