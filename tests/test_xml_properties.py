@@ -127,7 +127,7 @@ def test_rewrite_properties(relaxng, ruleset):
     with tempfile.TemporaryDirectory(prefix="aiohook-prop-") as tmp:
         facts_path = os.path.join(tmp, "facts.yaml")
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
         @given(domaingen.domains())
         def prop(gen: domaingen.GeneratedDomain):
