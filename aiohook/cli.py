@@ -136,7 +136,7 @@ def cmd_rewrite(args) -> int:
     plans = list(iter_plans(args.xml, ruleset, probe))  # all or nothing: any error raises
     outputs = []
     for path, plan in zip(args.xml, plans):
-        new = plan.document.serialize()
+        new = plan.rewritten()
         if args.diff:
             new = _unified_diff(plan.document.original, new, _label(path)).encode()
         outputs.append((path, new))

@@ -61,6 +61,10 @@ class DomainPlan(Record):
     def changed(self) -> bool:
         return any(d.decision.changed for d in self.disks)
 
+    def rewritten(self) -> bytes:
+        """The domain XML as aiohook rewrites it."""
+        return self.document.serialize()
+
     def to_json(self) -> dict:
         out = {
             "name": self.name,

@@ -91,7 +91,7 @@ def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = Fal
                 why = "aiohook metadata says skip" if plan.skipped else "already as the rules want"
                 print(f"{name}: unchanged ({why})", file=out)
                 continue
-            new = plan.document.serialize()
+            new = plan.rewritten()
             from aiohook.hook.prepare import describe
 
             changes = [describe(d) for d in plan.disks if d.decision.changed]
