@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 
@@ -18,69 +17,18 @@ from aiohook.errors import (
     exit_code_for,
 )
 
-# --- shared helpers ---------------------------------------------------------
-
-
-def load_rules(path: str | None):
-    """The ruleset at `path`, or the packaged default; cached compiled form when possible."""
-    from aiohook.policy.loader import load_ruleset
-
-    return load_ruleset(path)
-
-
-def make_probe(facts_path: str | None):
-    if facts_path:
-        from aiohook.probe.recorded import RecordedProbe
-
-        return RecordedProbe(facts_path)
-    from aiohook.probe.linux import LinuxProbe
-
-    return LinuxProbe()
-
-
-def read_xml(path: str) -> bytes:
-    from aiohook.domxml import MAX_XML_BYTES
-    from aiohook.errors import DomainXMLError
-    from aiohook.fsutil import read_bounded
-
-    data = read_bounded(path, MAX_XML_BYTES)
-    if len(data) > MAX_XML_BYTES:
-        raise DomainXMLError(f"XML is over the {MAX_XML_BYTES} byte limit", file=_label(path))
-    return data
-
-
-def _label(path: str) -> str:
-    return "<stdin>" if path == "-" else path
-
-
-def iter_plans(paths, ruleset, probe, errors: list | None = None, *, explain: bool = False):
-    """Plan each input in turn. With an `errors` list, a bad input is recorded there
-    as (path, message, exit code) and skipped; without one, the error is raised."""
-    from aiohook.planner import plan_xml
-
-    for path in paths:
-        try:
-            plan = plan_xml(read_xml(path), _label(path), ruleset, probe, explain=explain)
-        except AiohookError as exc:
-            if errors is None:
-                raise
-            errors.append((path, exc.one_line(), exc.exit_code))
-            continue
-        from aiohook.budget.demand import demand_for
-
-        plan.aio = demand_for(plan)  # AIO demand of the domain as rewritten (a contract)
-        yield plan
-
-
 # --- verbs -------------------------------------------------------------------
 
 
 def cmd_plan(args) -> int:
     """Streams: each domain is printed and dropped before the next is read."""
     from aiohook import report
+    from aiohook.fleet import iter_plans
+    from aiohook.policy.loader import load_ruleset
+    from aiohook.probe import make_probe
 
     inputs = _plan_inputs(args)
-    ruleset = load_rules(args.rules)
+    ruleset = load_ruleset(args.rules)
     probe = make_probe(args.facts)
     errors: list = []
     out = report.JsonReport(sys.stdout) if args.format == "json" else report.TextReport(sys.stdout)
@@ -121,7 +69,12 @@ def _plan_inputs(args):
 
 
 def cmd_rewrite(args) -> int:
+    from aiohook.domxml.files import input_label
+    from aiohook.fleet import iter_plans
     from aiohook.fsutil import atomic_write
+    from aiohook.policy.loader import load_ruleset
+    from aiohook.probe import make_probe
+    from aiohook.textdiff import unified_diff
 
     if len(args.xml) > 1 and not args.output_dir:
         raise UsageError("several XML files need --output-dir DIR")
@@ -131,14 +84,14 @@ def cmd_rewrite(args) -> int:
     if args.output_dir and len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise UsageError(f"two inputs share the file name {dup}; --output-dir would overwrite one")
-    ruleset = load_rules(args.rules)
+    ruleset = load_ruleset(args.rules)
     probe = make_probe(args.facts)
     plans = list(iter_plans(args.xml, ruleset, probe))  # all or nothing: any error raises
     outputs = []
     for path, plan in zip(args.xml, plans):
         new = plan.rewritten()
         if args.diff:
-            new = _unified_diff(plan.document.original, new, _label(path)).encode()
+            new = unified_diff(plan.document.original, new, input_label(path)).encode()
         outputs.append((path, new))
     if not args.output_dir:
         sys.stdout.buffer.write(outputs[0][1])
@@ -149,16 +102,12 @@ def cmd_rewrite(args) -> int:
     return EXIT_OK
 
 
-def _unified_diff(old: bytes, new: bytes, label: str) -> str:
-    a = old.decode("utf-8", "replace").splitlines(keepends=True)
-    b = new.decode("utf-8", "replace").splitlines(keepends=True)
-    return "".join(difflib.unified_diff(a, b, fromfile=label, tofile=label + " (aiohook)"))
-
-
 def cmd_facts(args) -> int:
+    from aiohook.domxml.files import input_label, read_xml
     from aiohook.facts_dump import collect_facts
+    from aiohook.probe import make_probe
 
-    text = collect_facts([(_label(p), read_xml(p)) for p in args.xml], make_probe(None))
+    text = collect_facts([(input_label(p), read_xml(p)) for p in args.xml], make_probe(None))
     if args.output:
         from aiohook.fsutil import atomic_write
 

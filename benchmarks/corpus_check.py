@@ -221,9 +221,10 @@ def error_kind(exc: AiohookError) -> str:
 
 class Checker:
     def __init__(self, facts: str, rules: str = "default", schema: str = SCHEMA):
-        from aiohook.cli import load_rules, make_probe
+        from aiohook.policy.loader import load_ruleset
+        from aiohook.probe import make_probe
 
-        self.ruleset = load_rules(rules)
+        self.ruleset = load_ruleset(rules)
         self.probe = make_probe(facts)
         self.relaxng = etree.RelaxNG(file=schema) if schema and os.path.exists(schema) else None
         self.counts = collections.Counter()
@@ -280,7 +281,7 @@ class Checker:
         return None
 
     def check(self, path: str) -> None:
-        from aiohook.cli import read_xml
+        from aiohook.domxml.files import read_xml
 
         self.counts["domains"] += 1
         data = None

@@ -63,13 +63,14 @@ def _test_args(p):
 
 def cmd_explain(args) -> int:
     from aiohook.authoring import explain
-    from aiohook.cli import load_rules, make_probe, read_xml
+    from aiohook.domxml.files import input_label, read_xml
     from aiohook.planner import plan_xml
+    from aiohook.policy.loader import load_ruleset
+    from aiohook.probe import make_probe
 
-    ruleset = load_rules(args.rules)
+    ruleset = load_ruleset(args.rules)
     probe = make_probe(args.facts)
-    label = "<stdin>" if args.xml == "-" else args.xml
-    plan = plan_xml(read_xml(args.xml), label, ruleset, probe, explain=True)
+    plan = plan_xml(read_xml(args.xml), input_label(args.xml), ruleset, probe, explain=True)
     explained = explain.explain_plan(plan, ruleset, args.disk)
     render = explain.render_json if args.format == "json" else explain.render_text
     sys.stdout.write(render(plan, explained))

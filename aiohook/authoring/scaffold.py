@@ -22,10 +22,11 @@ def scaffold(
     directory: str, *, rules: str | None = None, facts: str | None = None, force: bool = False
 ) -> tuple[str, int]:
     """Write DIR/aiohook-test.yaml; returns (its path, number of expectations)."""
-    from aiohook.cli import make_probe, read_xml
+    from aiohook.domxml.files import read_xml
     from aiohook.fsutil import atomic_write
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
+    from aiohook.probe import make_probe
 
     if not os.path.isdir(directory):
         raise FileAccessError("not a directory", file=directory)

@@ -202,8 +202,9 @@ def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
 
 
 def _plan(xml_path: str, facts_path: str | None, ruleset, probes: dict):
-    from aiohook.cli import make_probe, read_xml
+    from aiohook.domxml.files import read_xml
     from aiohook.planner import plan_xml
+    from aiohook.probe import make_probe
 
     key = facts_path or ""
     if key not in probes:
@@ -318,7 +319,7 @@ def canonical(data: bytes) -> str:
 
 
 def _compare_xml(plan, expected_path: str, file: str) -> Result:
-    from aiohook.cli import read_xml
+    from aiohook.domxml.files import read_xml
 
     rid = f"{os.path.basename(file)}:xml"
     try:

@@ -63,11 +63,11 @@ def dominfo(connect: str | None, name: str) -> dict[str, str]:
 
 def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = False,
           all_: bool = False, out=None) -> int:
-    from aiohook.cli import _unified_diff
     from aiohook.planner import plan_xml
     from aiohook.policy.loader import load_ruleset
     from aiohook.probe.linux import LinuxProbe
     from aiohook.settings import load_settings
+    from aiohook.textdiff import unified_diff
 
     out = out or sys.stdout
     if all_ and domains:
@@ -97,7 +97,7 @@ def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = Fal
             changes = [describe(d) for d in plan.disks if d.decision.changed]
             running = info.get("State", "") not in ("shut off", "")
             if dry_run:
-                out.write(_unified_diff(old, new, f"{name} (persistent)"))
+                out.write(unified_diff(old, new, f"{name} (persistent)"))
                 print(f"{name}: would change {len(changes)} disk(s) (dry run)", file=out)
                 continue
             define(connect, new)

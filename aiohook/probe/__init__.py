@@ -10,6 +10,17 @@ from __future__ import annotations
 DEFAULT_PROBE_BUDGET_S = 2.0  # total wall time for all probes of one domain
 
 
+def make_probe(facts_path: str | None = None):
+    """The recorded facts at `facts_path` when given, else this host."""
+    if facts_path:
+        from aiohook.probe.recorded import RecordedProbe
+
+        return RecordedProbe(facts_path)
+    from aiohook.probe.linux import LinuxProbe
+
+    return LinuxProbe()
+
+
 def __getattr__(name: str):
     """`Probe` (aiohook.probe.protocol) is imported on first use: it needs typing."""
     if name == "Probe":
