@@ -95,25 +95,31 @@ class CalTarget:
 
 
 def mode_allowed(mode: str, storage_class: str, cache: str, caps: dict) -> tuple[bool, str]:
-    """The engine's safety rules, as a candidate filter for "best".
+    """Whether "best" may be this mode: the engine's safety checks, asked about a disk of
+    this class and cache that sets no io, then whether the mode runs here at all.
 
-    caps: {"native": bool, "io_uring": bool} (a tiny run worked on this target/host).
+    caps: {"native": bool, "io_uring": bool} (a tiny run worked on this target/host); it
+    stands for the host's io_uring support, so the engine is asked with io_uring allowed.
     """
-    if mode == "native":
-        if cache not in ("none", "directsync"):
-            return False, "native needs O_DIRECT (-t none); this target runs without it"
-        if storage_class == "file-sparse":
-            return False, "native is never allowed on file-sparse storage"
-        if not caps.get("native", False):
-            return False, "native unavailable on this target (tiny run failed)"
-        return True, ""
-    if mode == "io_uring":
-        if not caps.get("io_uring", False):
-            return False, "io_uring unavailable (host disabled or qemu-img without liburing)"
-        return True, ""
-    if mode == "threads":
-        return True, ""
-    return False, f"unknown mode {mode}"
+    from aiohook.facts import IO_MODES, DiskFacts, HostFacts
+    from aiohook.policy.safety import Candidate, refusals
+
+    if mode not in IO_MODES:
+        return False, f"unknown mode {mode}"
+    disk_type = "block" if storage_class == "block" else "file"
+    disk = DiskFacts("calibrate", None, disk_type, "disk", cache=cache, disk_class=storage_class)
+    refused = refusals(Candidate(mode, cache), disk, HostFacts(io_uring=True))
+    if refused:
+        return False, refused[0][1]
+    if mode in UNAVAILABLE and not caps.get(mode, False):
+        return False, UNAVAILABLE[mode]
+    return True, ""
+
+
+UNAVAILABLE = {
+    "native": "native unavailable on this target (tiny run failed)",
+    "io_uring": "io_uring unavailable (host disabled or qemu-img without liburing)",
+}
 
 
 # ------------------------------------------------------------------ math
