@@ -51,6 +51,18 @@ class Result:
     ok: bool
     message: str = ""  # why it failed
 
+    @classmethod
+    def error(cls, id: str, domain: str, expected: str, message: str, disk: str = "-") -> Result:
+        """A check that could not be made: nothing was decided to compare."""
+        return cls(id, domain, disk, rule="", expected=expected, got="-", ok=False, message=message)
+
+    @classmethod
+    def xml(cls, id: str, domain: str, same: bool, message: str = "") -> Result:
+        """The comparison of a domain's rewritten XML with the expected file."""
+        got = "same (C14N)" if same else "differs (C14N)"
+        return cls(id, domain, "-", rule="", expected="rewritten XML", got=got, ok=same,
+                   message=message)
+
     def to_json(self) -> dict:
         return {
             "id": self.id,
@@ -186,7 +198,8 @@ def run_manifest(path: str, rules_override: str | None = None) -> SuiteReport:
             plan = _plan(_rel(base, file), _rel(base, facts) if facts else None, ruleset, probes)
         except AiohookError as exc:
             load_failures.append(
-                Result(f"{file}", file, "-", "", "a domain", "error", False, exc.one_line())
+                Result(file, file, "-", rule="", expected="a domain", got="error", ok=False,
+                       message=exc.one_line())
             )
             continue
         by_file[os.path.basename(file)] = plan
@@ -257,29 +270,23 @@ def _check(raw: dict, plans: dict, by_file: dict, known_rules: set, rules_source
     expected = _fmt(want)
     plan = plans.get(domain) or by_file.get(domain)
     if plan is None:
-        return Result(
+        return Result.error(
             rid,
             domain,
-            disk,
-            "",
             expected,
-            "-",
-            False,
             f"domain '{domain}' does not exist in this suite "
             f"(domains: {', '.join(sorted(plans)) or 'none'})",
+            disk=disk,
         )
     target = next((d for d in plan.disks if d.facts.target == disk), None)
     if target is None:
         targets = ", ".join(d.facts.target or "?" for d in plan.disks)
-        return Result(
+        return Result.error(
             rid,
             domain,
-            disk,
-            "",
             expected,
-            "-",
-            False,
             f"disk '{disk}' does not exist in domain '{plan.name}' (disks: {targets})",
+            disk=disk,
         )
     got_all = _got(target)
     got = {k: got_all[k] for k in want}
@@ -288,17 +295,18 @@ def _check(raw: dict, plans: dict, by_file: dict, known_rules: set, rules_source
             rid,
             domain,
             disk,
-            got_all["rule"],
-            expected,
-            _fmt(got),
-            False,
-            f"rule '{want['rule']}' does not exist in {rules_source}",
+            rule=got_all["rule"],
+            expected=expected,
+            got=_fmt(got),
+            ok=False,
+            message=f"rule '{want['rule']}' does not exist in {rules_source}",
         )
     wrong = [k for k in want if want[k] != got[k]]
     message = "; ".join(f"{k}: expected {want[k]}, got {got[k]}" for k in wrong)
     if wrong:
         message += f" ({target.decision.reason})"
-    return Result(rid, domain, disk, got_all["rule"], expected, _fmt(got), not wrong, message)
+    return Result(rid, domain, disk, rule=got_all["rule"], expected=expected, got=_fmt(got),
+                  ok=not wrong, message=message)
 
 
 # --- expected XML -------------------------------------------------------------
@@ -325,23 +333,17 @@ def _compare_xml(plan, expected_path: str, file: str) -> Result:
     try:
         want = canonical(read_xml(expected_path))
     except AiohookError as exc:
-        return Result(
-            rid, plan.name, "-", "", os.path.basename(expected_path), "-", False, exc.one_line()
-        )
+        return Result.error(rid, plan.name, os.path.basename(expected_path), exc.one_line())
     except (ValueError, SyntaxError) as exc:  # lxml XMLSyntaxError in the expected file
-        return Result(
+        return Result.error(
             rid,
             plan.name,
-            "-",
-            "",
             os.path.basename(expected_path),
-            "-",
-            False,
             f"{expected_path}: cannot canonicalize: {exc}",
         )
     got = canonical(plan.rewritten())
     if got == want:
-        return Result(rid, plan.name, "-", "", "rewritten XML", "same (C14N)", True)
+        return Result.xml(rid, plan.name, same=True)
     diff = "".join(
         difflib.unified_diff(
             want.splitlines(keepends=True),
@@ -350,15 +352,8 @@ def _compare_xml(plan, expected_path: str, file: str) -> Result:
             tofile=f"{file} rewritten (C14N)",
         )
     )
-    return Result(
-        rid,
-        plan.name,
-        "-",
-        "",
-        "rewritten XML",
-        "differs (C14N)",
-        False,
-        "rewritten XML differs from the expected one:\n" + diff,
+    return Result.xml(
+        rid, plan.name, same=False, message="rewritten XML differs from the expected one:\n" + diff
     )
 
 
