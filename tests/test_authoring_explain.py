@@ -8,9 +8,10 @@ import os
 from aiohook.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = os.path.join(ROOT, "tests", "rules", "default")
-EDGES = os.path.join(SUITE, "authoring-edges.xml")
-FACTS = os.path.join(SUITE, "facts.yaml")
+SHARED = os.path.join(ROOT, "tests", "rules", "shared")
+CORPUS = os.path.join(ROOT, "tests", "fixtures", "domains")
+EDGES = os.path.join(SHARED, "authoring-edges.xml")
+FACTS = os.path.join(SHARED, "facts.yaml")
 
 
 def explain(capsys, *argv):
@@ -45,7 +46,7 @@ def test_walks_every_rule_with_failing_condition_and_fact_value(capsys):
 
 def test_shows_vetoes_and_safety_checks(capsys):
     # explicit native on a sparse image on cifs: two checks veto it, threads is the fallback
-    path = os.path.join(SUITE, "proxmox-cifs-krbd.xml")
+    path = os.path.join(CORPUS, "proxmox-cifs-krbd.xml")
     code, out, _ = explain(capsys, "--disk", "vdd", path)
     assert code == 0
     assert "VETO native-needs-o-direct: io=native cache=none" in out
@@ -64,7 +65,7 @@ def test_no_effect_disks_show_which_checks_apply(capsys):
 
 
 def test_metadata_skip_consults_no_rule(capsys):
-    code, out, _ = explain(capsys, os.path.join(SUITE, "handwritten-skip-override.xml"))
+    code, out, _ = explain(capsys, os.path.join(CORPUS, "handwritten-skip-override.xml"))
     assert code == 0
     assert "no rule is consulted" in out
     assert "not consulted" in out and "by metadata:skip" in out
@@ -93,8 +94,8 @@ def test_unknown_disk_is_a_usage_error(capsys):
 
 def test_shows_the_replacement_of_a_refused_explicit_io(capsys):
     # issue 15: explicit native on a sparse image gets what the rules give it without an io
-    path = os.path.join(SUITE, "migrated-sparse-native.xml")
-    code = main(["explain", "--facts", os.path.join(SUITE, "facts-migrated.yaml"),
+    path = os.path.join(SHARED, "migrated-sparse-native.xml")
+    code = main(["explain", "--facts", os.path.join(SHARED, "facts-migrated.yaml"),
                  "--disk", "vda", path])
     out = capsys.readouterr().out
     assert code == 0
@@ -106,9 +107,9 @@ def test_shows_the_replacement_of_a_refused_explicit_io(capsys):
 
 
 def test_json_names_the_replacing_rule(capsys):
-    path = os.path.join(SUITE, "migrated-sparse-native-no-io-uring.xml")
+    path = os.path.join(SHARED, "migrated-sparse-native-no-io-uring.xml")
     code = main(["explain", "--format", "json", "--facts",
-                 os.path.join(SUITE, "facts-migrated-no-io-uring.yaml"), path])
+                 os.path.join(SHARED, "facts-migrated-no-io-uring.yaml"), path])
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     by_target = {d["target"]: d["decision"] for d in data["disks"]}

@@ -14,8 +14,9 @@ from aiohook.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SUITE = os.path.join(ROOT, "tests", "rules", "default")
-EDGES = os.path.join(DEFAULT_SUITE, "authoring-edges.xml")
-FACTS = os.path.join(DEFAULT_SUITE, "facts.yaml")
+SHARED = os.path.join(ROOT, "tests", "rules", "shared")
+EDGES = os.path.join(SHARED, "authoring-edges.xml")
+FACTS = os.path.join(SHARED, "facts.yaml")
 
 GOOD = """\
   - id: lvm-plain
