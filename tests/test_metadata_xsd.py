@@ -13,7 +13,7 @@ from aiohook.domxml.overrides import NAMESPACE, read_overrides
 from aiohook.errors import DomainXMLError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XSD = xmlschema.XMLSchema(os.path.join(ROOT, "schemas", "aiohook-metadata.xsd"))
+XSD = xmlschema.XMLSchema(os.path.join(ROOT, "aiohook", "schemas", "aiohook-metadata.xsd"))
 FIXTURES = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "domains", "*.xml"))
                   + glob.glob(os.path.join(ROOT, "examples", "*.xml")))
 
