@@ -20,6 +20,7 @@ import fcntl
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -34,6 +35,65 @@ QEMU_UID = 64055  # libvirt-qemu on both stacks (Debian's fixed uid)
 STACKS = ("host", "modern")
 GUEST_DIR = os.environ.get("AIOHOOK_GUEST_DIR", "/var/cache/aiohook/guest")
 GUEST_DONE = "AIOHOOK-GUEST-READ-ALL-DONE"
+
+
+def snapshot_tree(top: str) -> dict:
+    """Every entry under top, top included: path -> (kind, mode, content or link target).
+    Empty when top does not exist."""
+    if not os.path.lexists(top):
+        return {}
+    paths = [top]
+    for dirpath, dirnames, filenames in os.walk(top):
+        paths += [os.path.join(dirpath, n) for n in dirnames + filenames]
+    return {path: _entry(path) for path in paths}
+
+
+def _entry(path: str) -> tuple | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", st.st_mode, os.readlink(path))
+    if stat.S_ISDIR(st.st_mode):
+        return ("dir", st.st_mode, None)
+    if stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as fh:
+            return ("file", st.st_mode, fh.read())
+    return ("other", st.st_mode, None)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def restore_tree(top: str, saved: dict) -> None:
+    """Put top back as snapshot_tree saw it: what was made since is removed (top too,
+    when it did not exist), what changed or went is rewritten with its mode. Links are
+    not chmod-ed (that would change their target); other kinds (fifos...) are left."""
+    now = snapshot_tree(top)
+    for path in sorted(set(now) - set(saved), key=len, reverse=True):
+        _remove(path)
+    for path, (kind, mode, content) in sorted(saved.items(), key=lambda kv: len(kv[0])):
+        current = _entry(path)
+        if current == (kind, mode, content) or kind == "other":
+            continue
+        if current is not None and current[0] != kind:
+            _remove(path)
+        if kind == "dir":
+            os.makedirs(path, exist_ok=True)
+        elif kind == "link":
+            if os.path.lexists(path):
+                os.unlink(path)
+            os.symlink(content, path)
+            continue
+        else:
+            with open(path, "wb") as fh:
+                fh.write(content)
+        os.chmod(path, stat.S_IMODE(mode))
 
 
 class Unavailable(Exception):

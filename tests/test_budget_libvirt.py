@@ -20,6 +20,7 @@ import threading
 import time
 
 import pytest
+from libvirt_env import restore_tree, snapshot_tree
 from test_budget_shapes import NEEDS_LIBVIRT, SHAPES, VCPUS, disk
 
 from aiohook.budget import procscan
@@ -218,56 +219,13 @@ def test_doctor_plans_with_the_generations_model(stack, images):
 
 # ------------------------------------------------------------ with the real hook
 
-def _tree(path):
-    """Everything under path: relative name -> (mode, bytes or symlink target or None for dirs)."""
-    out = {}
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            p = os.path.join(root, n)
-            st = os.lstat(p)
-            if os.path.islink(p):
-                data = os.readlink(p)
-            elif os.path.isdir(p):
-                data = None
-            else:
-                with open(p, "rb") as fh:
-                    data = fh.read()
-            out[os.path.relpath(p, path)] = (st.st_mode, data)
-    return out
-
-
-def _restore_tree(path, saved):
-    for rel in sorted(_tree(path), reverse=True):
-        if rel not in saved:
-            p = os.path.join(path, rel)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p)
-            else:
-                os.unlink(p)
-    for rel, (mode, data) in sorted(saved.items()):
-        p = os.path.join(path, rel)
-        if data is None:
-            os.makedirs(p, exist_ok=True)
-        elif isinstance(data, str):
-            if not os.path.islink(p) or os.readlink(p) != data:
-                if os.path.lexists(p):
-                    os.unlink(p)
-                os.symlink(data, p)
-            continue
-        else:
-            with open(p, "wb") as fh:
-                fh.write(data)
-        os.chmod(p, mode & 0o7777)
-
-
 @pytest.fixture(scope="module")
 def hooked(stack):
     """aiohook's real hook installed with `aiohook install` into the stack's
     /etc/libvirt/hooks, private config/state/log dirs; libvirtd restarted; all
     restored afterwards."""
     hooks = stack.hooks_dir
-    existed = os.path.isdir(hooks)
-    saved = _tree(hooks) if existed else {}
+    saved = snapshot_tree(hooks)
     base = tempfile.mkdtemp(prefix="aiohook-budget-hook-", dir="/var/tmp")
     os.chmod(base, 0o755)
     dirs = {k: os.path.join(base, k) for k in ("etc", "state", "log", "cache")}
@@ -296,10 +254,7 @@ def hooked(stack):
         yield type("Hooked", (), {"env": penv, "dirs": dirs, "configure": staticmethod(configure)})
     finally:
         stack.cleanup_test_domains()
-        if existed:
-            _restore_tree(hooks, saved)
-        else:
-            shutil.rmtree(hooks, ignore_errors=True)
+        restore_tree(hooks, saved)
         stack.restart_libvirtd()
         shutil.rmtree(base, ignore_errors=True)
 

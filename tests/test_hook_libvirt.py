@@ -14,58 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 
 import pytest
+from libvirt_env import restore_tree, snapshot_tree
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.root]
 
 HOOKS_DIR = "/etc/libvirt/hooks"  # as the stack sees it
 URI = "qemu:///system"  # as the stack sees it
 QEMU = "/usr/bin/qemu-system-x86_64"
-
-
-def snapshot(top: str) -> dict:
-    """Every entry under top: path -> (kind, mode, content or link target)."""
-    out = {}
-    if not os.path.lexists(top):
-        return out
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[path] = ("link", st.st_mode, os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[path] = ("dir", st.st_mode, None)
-            else:
-                with open(path, "rb") as fh:
-                    out[path] = ("file", st.st_mode, fh.read())
-    return out
-
-
-def restore(top: str, saved: dict) -> None:
-    now = snapshot(top)
-    for path in sorted(set(now) - set(saved), key=len, reverse=True):
-        if now[path][0] == "dir":
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            os.unlink(path)
-    for path, (kind, mode, content) in sorted(saved.items()):
-        if snapshot(top).get(path) == (kind, mode, content):
-            continue
-        if kind == "dir":
-            os.makedirs(path, exist_ok=True)
-        elif kind == "link":
-            if os.path.lexists(path):
-                os.unlink(path)
-            os.symlink(content, path)
-        else:
-            with open(path, "wb") as fh:
-                fh.write(content)
-        os.chmod(path, stat.S_IMODE(mode))
 
 
 class Host:
@@ -132,8 +91,7 @@ def host(stack):
 
     lv = stack
     hooks_dir = stack.hooks_dir
-    saved = snapshot(hooks_dir)
-    saved_exists = os.path.isdir(hooks_dir)
+    saved = snapshot_tree(hooks_dir)
     work = tempfile.mkdtemp(prefix="aiohook-test-hook-", dir="/var/tmp")
     os.chmod(work, 0o755)  # QEMU runs as libvirt-qemu and must reach the images
     h = Host(lv, work)
@@ -154,13 +112,11 @@ def host(stack):
     finally:
         lv.cleanup_test_domains()
         stack.aiohook("uninstall", check=False)
-        restore(hooks_dir, saved)
-        if not saved_exists and os.path.isdir(hooks_dir):
-            shutil.rmtree(hooks_dir)
+        restore_tree(hooks_dir, saved)
         lv.restart_libvirtd()
         lab.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-        assert snapshot(hooks_dir) == saved
+        assert snapshot_tree(hooks_dir) == saved
 
 
 def test_status_sees_the_installed_hook(host):

@@ -25,7 +25,8 @@ import threading
 import time
 
 import pytest
-from test_budget_libvirt import _restore_tree, _tree, snap
+from libvirt_env import restore_tree, snapshot_tree
+from test_budget_libvirt import snap
 from test_budget_shapes import disk
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.root]
@@ -75,8 +76,7 @@ def sides(_host_session):
     stacks = [_start(_host_session, name) for name in ("host", "modern")]
     base = tempfile.mkdtemp(prefix="aiohook-migrate-", dir="/var/tmp")
     os.chmod(base, 0o755)
-    saved = {st.name: (_tree(st.hooks_dir) if os.path.isdir(st.hooks_dir) else None)
-             for st in stacks}
+    saved = {st.name: snapshot_tree(st.hooks_dir) for st in stacks}
     made_nonshared = []
     pair = [Side(st, base) for st in stacks]
     try:
@@ -95,11 +95,7 @@ def sides(_host_session):
     finally:
         for side in pair:
             side.stack.cleanup_test_domains()
-            hooks = side.stack.hooks_dir
-            if saved[side.stack.name] is None:
-                shutil.rmtree(hooks, ignore_errors=True)
-            else:
-                _restore_tree(hooks, saved[side.stack.name])
+            restore_tree(side.stack.hooks_dir, saved[side.stack.name])
             side.stack.restart_libvirtd()
         for path in made_nonshared:
             shutil.rmtree(path, ignore_errors=True)

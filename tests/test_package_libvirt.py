@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 
 import pytest
+from libvirt_env import restore_tree, snapshot_tree
 from test_package_deb import CHECKOUT, HOOK, MARKER, build_deb
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.root]
@@ -30,54 +30,6 @@ KEPT = ("/etc/libvirt/hooks", "/etc/aiohook", "/etc/sysctl.d", "/var/log/aiohook
         "/var/lib/prometheus/node-exporter")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
        "DEBIAN_FRONTEND": "noninteractive"}
-
-
-def snapshot(top: str) -> dict:
-    """Every entry under top (top included): path -> (kind, mode, content or target)."""
-    out: dict = {}
-    if not os.path.lexists(top):
-        return out
-    entries = [top]
-    for dirpath, dirnames, filenames in os.walk(top):
-        entries += [os.path.join(dirpath, n) for n in dirnames + filenames]
-    for path in entries:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            out[path] = ("link", st.st_mode, os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            out[path] = ("dir", st.st_mode, None)
-        elif stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as fh:
-                out[path] = ("file", st.st_mode, fh.read())
-        else:
-            out[path] = ("other", st.st_mode, None)
-    return out
-
-
-def restore(top: str, saved: dict) -> None:
-    now = snapshot(top)
-    for path in sorted(set(now) - set(saved), key=len, reverse=True):
-        if now[path][0] == "dir":
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            os.unlink(path)
-    for path, (kind, mode, content) in sorted(saved.items(), key=lambda kv: len(kv[0])):
-        if snapshot(path).get(path) == (kind, mode, content):
-            continue
-        if kind == "dir":
-            os.makedirs(path, exist_ok=True)
-        elif kind == "link":
-            if os.path.lexists(path):
-                os.unlink(path)
-            os.symlink(content, path)
-        elif kind == "file":
-            if os.path.lexists(path) and not os.path.isfile(path):
-                shutil.rmtree(path, ignore_errors=True)
-            with open(path, "wb") as fh:
-                fh.write(content)
-        else:
-            continue
-        os.chmod(path, stat.S_IMODE(mode))
 
 
 class Packaged:
@@ -126,7 +78,7 @@ def packaged(stack):
     p = Packaged(stack)
     if p.dpkg_status() not in ("", "unknown ok not-installed"):
         pytest.skip(f"aiohook is already installed in the chroot: {p.dpkg_status()}")
-    saved = {top: snapshot(stack.path(top)) for top in KEPT}
+    saved = {top: snapshot_tree(stack.path(top)) for top in KEPT}
     # The checkout is mounted at the same path inside the chroot; /var/tmp is shared.
     inside = deb if deb.startswith(CHECKOUT + "/") else None
     scratch = None
@@ -147,13 +99,11 @@ def packaged(stack):
         purged = {top: os.path.lexists(stack.path(top)) for top in
                   ("/etc/aiohook", "/var/log/aiohook", "/run/aiohook", "/var/lib/aiohook", HOOK)}
         for top, before in saved.items():
-            restore(stack.path(top), before)
-            if not before and os.path.lexists(stack.path(top)):
-                shutil.rmtree(stack.path(top), ignore_errors=True)
+            restore_tree(stack.path(top), before)
         stack.restart_libvirtd()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-        assert {top: snapshot(stack.path(top)) for top in KEPT} == saved
+        assert {top: snapshot_tree(stack.path(top)) for top in KEPT} == saved
         assert purged == dict.fromkeys(purged, False), f"left after dpkg --purge: {purged}"
 
 
@@ -175,7 +125,7 @@ def disk(path: str) -> str:
 
 
 def test_the_package_says_restart_and_never_restarts_libvirtd(packaged):
-    from aiohook.hook.install import RESTART_NOTE
+    from aiohook.admin.install import RESTART_NOTE
 
     assert RESTART_NOTE in packaged.apt_output
     assert packaged.daemons_before_install and \
