@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from aiohook.policy.engine import PIN_RULE, SKIP_RULE, explain_rule
-from aiohook.policy.safety import CHECKS, Candidate, io_has_effect
+from aiohook.policy.safety import CHECKS, Candidate, applicable
 
 
 def explain_plan(plan, ruleset, disk: str | None = None) -> list[dict]:
@@ -62,9 +62,9 @@ def _explain_disk(dp, host, ruleset) -> dict:
         )
     final = Candidate(d.io_after, d.cache_after)
     checks = []
-    effect = io_has_effect(f)
+    judging = applicable(f)
     for check in CHECKS:
-        if not effect and check.name != "no-io-without-effect":
+        if check not in judging:
             checks.append(
                 {
                     "check": check.name,

@@ -14,6 +14,9 @@ Every finding carries file:line, the rule's name and a stable code:
 
 The analyses are conservative: a finding is reported only when it holds for
 every disk the rule's conditions allow (no false positives; some misses).
+Duplicates and contradictions come from policy.ruleset (its errors are what
+`rules validate` reports); vetoes are the engine's own answers over every
+combination of the facts its safety checks read.
 """
 
 from __future__ import annotations
@@ -21,10 +24,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from aiohook.facts import CACHE_MODES, DISK_CLASSES, IO_CAPABLE_TYPES, IO_MODES, O_DIRECT_CACHES
+from aiohook.facts import CACHE_MODES, IO_MODES, DiskFacts, HostFacts, SourceFacts
 from aiohook.policy.conditions import CONDITIONS, UNSET
-from aiohook.policy.ruleset import contradiction
-from aiohook.policy.safety import NATIVE_SAFE_CLASSES, NO_IO_EFFECT_CLASSES
+from aiohook.policy.engine import io_value, judged_cache
+from aiohook.policy.ruleset import contradiction, rule_problems
+from aiohook.policy.safety import (
+    CHECKS,
+    NATIVE_NEEDS_DIRECT_CACHE,
+    NATIVE_NEEDS_O_DIRECT,
+    NATIVE_NOT_ON_SPARSE,
+    NATIVE_ONLY_WHERE_KNOWN_SAFE,
+    NATIVE_SAFE_CLASSES,
+    NO_EFFECT_CHECK,
+    Candidate,
+    io_has_effect,
+    refusals,
+)
 
 CODES = {
     "unknown-key": "AH001",
@@ -97,8 +112,7 @@ def lint_text(text: bytes, filename: str) -> list[Finding]:
     for i in range(len(doc.data["rules"])):
         lines[i] = {k: doc.line(("rules", i, k)) for k in ("name", "match", "exclude", "action")}
         lines[i]["io"] = doc.line(("rules", i, "action", "io"))
-    findings += _duplicates(ruleset, lines, filename)
-    findings += _contradictions(ruleset, lines, filename)
+    findings += [_finding(filename, p.line, p.check, p.rule, p.message) for p in rule_problems(doc)]
     findings += _shadowed(ruleset, lines, filename)
     findings += _vetoed(ruleset, lines, filename)
     return _sorted(findings)
@@ -210,77 +224,6 @@ def _key_findings(doc, filename, flagged: list) -> list[Finding]:
     return out
 
 
-# --- simple semantic checks -----------------------------------------------------
-
-
-def _duplicates(ruleset, lines, filename) -> list[Finding]:
-    out, seen = [], {}
-    for i, rule in enumerate(ruleset.rules):
-        if rule.name in seen:
-            out.append(
-                _finding(
-                    filename,
-                    lines[i]["name"],
-                    "duplicate-name",
-                    rule.name,
-                    f"duplicate name (first at line {seen[rule.name]})",
-                )
-            )
-        else:
-            seen[rule.name] = lines[i]["name"]
-    return out
-
-
-def _contradictions(ruleset, lines, filename) -> list[Finding]:
-    out = []
-    for i, rule in enumerate(ruleset.rules):
-        dead = [(n, contradiction(c)) for n, c in enumerate(rule.match) if contradiction(c)]
-        if dead and len(dead) == len(rule.match):
-            why = "; ".join(w for _, w in dead)
-            out.append(
-                _finding(
-                    filename,
-                    lines[i]["match"],
-                    "contradiction",
-                    rule.name,
-                    f"the rule can never match: {why}",
-                )
-            )
-        else:
-            for n, why in dead:
-                out.append(
-                    _finding(
-                        filename,
-                        lines[i]["match"],
-                        "contradiction",
-                        rule.name,
-                        f"'match' alternative {n + 1} can never hold: {why}",
-                    )
-                )
-        for n, conj in enumerate(rule.exclude):
-            if conj == ():
-                out.append(
-                    _finding(
-                        filename,
-                        lines[i]["exclude"],
-                        "excludes-everything",
-                        rule.name,
-                        "'exclude' has an empty alternative: the rule never selects anything",
-                    )
-                )
-            elif contradiction(conj):
-                out.append(
-                    _finding(
-                        filename,
-                        lines[i]["exclude"],
-                        "contradiction",
-                        rule.name,
-                        f"'exclude' alternative {n + 1} can never hold: {contradiction(conj)}",
-                    )
-                )
-    return out
-
-
 # --- sets of values a conjunction allows ------------------------------------------
 
 
@@ -365,58 +308,118 @@ def _shadowed(ruleset, lines, filename) -> list[Finding]:
 # --- overrides the safety checks always veto -----------------------------------
 
 
+# The facts the safety checks and the engine's cache handling read, each over every
+# value it can take: the enum conditions, and the O_DIRECT probe (true, false, unknown).
+FACT_SPACE = ("class", "type", "device", "cache", "io", "o_direct")
+# io_uring support is the only host fact a check reads: judged on a host that has it,
+# a veto holds on every host.
+HOST = HostFacts(io_uring=True)
+
+
+def _disks() -> list[DiskFacts]:
+    """Every disk of the fact space (built once)."""
+    if not _DISKS:
+        sources = [SourceFacts(path="/lint", kind="unknown", o_direct=od) for od in (True, False, None)]
+        _DISKS.extend(
+            DiskFacts("lint", "vda", typ, dev, cache=_fact(cache), io=_fact(io), disk_class=cls,
+                      host=source)
+            for cls in CONDITIONS["class"].values
+            for typ in CONDITIONS["type"].values
+            for dev in CONDITIONS["device"].values
+            for cache in CONDITIONS["cache"].possible()
+            for io in CONDITIONS["io"].possible()
+            for source in sources
+        )
+    return _DISKS
+
+
+_DISKS: list[DiskFacts] = []
+
+
+def _fact(value: str) -> str | None:
+    return None if value == UNSET else value
+
+
+class _Veto:
+    """One disk the conjunction allows, the cache its io is judged with, and the checks
+    that refuse the wanted io there."""
+
+    __slots__ = ("disk", "cache", "checks")
+
+    def __init__(self, disk, cache, checks):
+        self.disk, self.cache, self.checks = disk, cache, checks
+
+
+def _vetoes(wanted: str, conj, action) -> list[_Veto] | None:
+    """The engine's refusals of `wanted` on the disks `conj` allows, or None when it
+    gives `wanted` to some disk that does not have it already (or refuses it nowhere)."""
+    keys = [(k, a) for k, a in conj if k in FACT_SPACE]
+    out = []
+    for disk in _disks():
+        if not all(CONDITIONS[k].test(disk, a) for k, a in keys):
+            continue
+        io = io_value(disk, wanted)
+        cache, _ = judged_cache(disk, HOST, action)
+        refused = refusals(Candidate(io, cache), disk, HOST)
+        if refused:
+            out.append(_Veto(disk, cache, {check for check, _ in refused}))
+        elif io != disk.io:
+            return None
+    return out or None
+
+
+def _joined(values) -> str:
+    return "/".join(sorted(_fact_word(v) for v in set(values)))
+
+
+def _fact_word(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return UNSET if value is None else value
+
+
+def _no_effect_why(vetoes: list[_Veto]) -> str:
+    classes = {v.disk.disk_class for v in vetoes}
+    never = {d.disk_class for d in _disks()} - {d.disk_class for d in _disks() if io_has_effect(d)}
+    what = f"class {_joined(classes)}" if classes <= never else (
+        f"type {_joined(v.disk.type for v in vetoes)}")
+    return f"io has no effect on {what} disks, so {NO_EFFECT_CHECK.name} never lets a rule change it"
+
+
+# How lint words a check that refuses an io, most telling first: the fact it reads,
+# said of the whole match when the check refuses on every disk, else of those it does.
+EXPLAINED = (
+    (NATIVE_NOT_ON_SPARSE, "class", lambda v: v.disk.disk_class, "the match allows only class {}"),
+    (NATIVE_NEEDS_O_DIRECT, "o_direct", lambda v: v.disk.o_direct, "the match requires o_direct: {}"),
+    (NATIVE_ONLY_WHERE_KNOWN_SAFE, "class", lambda v: v.disk.disk_class,
+     "class {} is not " + " or ".join(NATIVE_SAFE_CLASSES)),
+    (NATIVE_NEEDS_DIRECT_CACHE, "cache after the rule", lambda v: v.cache,
+     "cache after the rule is {}"),
+)
+
+
 def _vetoed_why(wanted: str, conj, action) -> str | None:
-    """Why the engine refuses `wanted` on every disk `conj` allows, or None."""
-    g = _group(conj)
-    classes = _allowed("class", g.get("class")) & set(DISK_CLASSES)
-    types = _allowed("type", g.get("type"))
-    io_before = _allowed("io", g.get("io"))
-    cache_before = _allowed("cache", g.get("cache"))
-    o_direct = g["o_direct"][0] if "o_direct" in g else None
-    effect_classes = classes - set(NO_IO_EFFECT_CLASSES)
-    effect_possible = bool(types & set(IO_CAPABLE_TYPES)) and bool(effect_classes)
-    if not effect_possible:
-        what = (
-            f"class {'/'.join(sorted(classes))}"
-            if not effect_classes
-            else f"type {'/'.join(sorted(types))}"
-        )
-        return (
-            f"io has no effect on {what} disks, so no-io-without-effect never lets a rule change it"
-        )
-    if wanted != "native":
-        return None  # threads/unset are never refused where io has effect; io_uring: host-dependent
-    if effect_classes <= {"file-sparse"}:
-        return "native-not-on-sparse refuses it (the match allows only class file-sparse)"
-    if o_direct is False:
-        return "native-needs-o-direct refuses it (the match requires o_direct: false)"
-    if "native" not in io_before and not effect_classes & set(NATIVE_SAFE_CLASSES):
-        return (
-            f"native-only-where-known-safe refuses it (class "
-            f"{'/'.join(sorted(effect_classes))} is not block or file-preallocated)"
-        )
-    after = _cache_after(cache_before, action, o_direct)
-    if not after & set(O_DIRECT_CACHES):
-        return (
-            f"native-needs-direct-cache refuses it (cache after the rule is "
-            f"{'/'.join(sorted(after))})"
-        )
-    return None
+    """Why the engine refuses `wanted` on every disk `conj` allows, or None.
 
-
-def _cache_after(cache_before: set, action, o_direct) -> set:
-    """The cache values a disk can have when its io is judged (UNSET for none)."""
-    before = set(cache_before)
-    may_veto = o_direct is not True  # direct-cache-needs-o-direct may refuse the new cache
-    if action.cache:
-        new = {action.cache}
-        return new | before if may_veto and action.cache in O_DIRECT_CACHES else new
-    if action.cache_if_unset and UNSET in before:
-        new = (before - {UNSET}) | {action.cache_if_unset}
-        if may_veto and action.cache_if_unset in O_DIRECT_CACHES:
-            new.add(UNSET)
-        return new
-    return before
+    Disks where io has no effect only explain a veto when they are all there is.
+    """
+    vetoes = _vetoes(wanted, conj, action)
+    if vetoes is None:
+        return None
+    rest = [v for v in vetoes if NO_EFFECT_CHECK not in v.checks]
+    if not rest:
+        return _no_effect_why(vetoes)
+    for check, _, read, whole in EXPLAINED:
+        if all(check in v.checks for v in rest):
+            return f"{check.name} refuses it ({whole.format(_joined(map(read, rest)))})"
+    parts = []
+    for check, fact, read, _ in EXPLAINED:
+        hit = [v for v in rest if check in v.checks]
+        if hit:
+            parts.append(f"{check.name} refuses it where {fact} is {_joined(map(read, hit))}")
+            rest = [v for v in rest if check not in v.checks]
+    parts += [f"{c.name} refuses it" for c in CHECKS if any(c in v.checks for v in rest)]
+    return "; ".join(parts)
 
 
 def _vetoed(ruleset, lines, filename) -> list[Finding]:

@@ -131,23 +131,28 @@ def resolve(facts: DiskFacts, host: HostFacts, action: Action, rule: str,
     When every preference is refused, the io found is kept if it is safe; an
     explicit io that is not gets what the ruleset gives the disk without one.
     """
-    vetoes: list[Veto] = []
-    cache = _cache_after(facts, action)
-    if cache != facts.cache:
-        refused = refusals(Candidate(facts.io, cache), facts, host, CACHE_CHECKS)
-        if refused:
-            vetoes += [Veto(n, facts.io, cache, w) for n, w in refused]
-            cache = facts.cache
+    cache, vetoes = judged_cache(facts, host, action)
     for wanted in action.io:
-        io = _io_value(facts, wanted)
+        io = io_value(facts, wanted)
         refused = refusals(Candidate(io, cache), facts, host)
         if not refused:
             return _decision(facts, io, cache, rule, description, vetoes)
-        vetoes += [Veto(n, io, cache, w) for n, w in refused]
+        vetoes += [Veto(c.name, io, cache, w) for c, w in refused]
     for kept_cache in (cache, facts.cache):
         if not refusals(Candidate(facts.io, kept_cache), facts, host):
             return _decision(facts, facts.io, kept_cache, rule, description, vetoes)
     return _replaced(facts, host, ruleset, rule, description, vetoes)
+
+
+def judged_cache(facts: DiskFacts, host: HostFacts, action: Action) -> tuple[str | None, list[Veto]]:
+    """The cache each io preference is judged with: the action's, unless a cache
+    check refuses it (then the cache found), and the vetoes of that refusal."""
+    cache = _cache_after(facts, action)
+    if cache != facts.cache:
+        refused = refusals(Candidate(facts.io, cache), facts, host, CACHE_CHECKS)
+        if refused:
+            return facts.cache, [Veto(c.name, facts.io, cache, w) for c, w in refused]
+    return cache, []
 
 
 def _cache_after(facts: DiskFacts, action: Action) -> str | None:
@@ -158,7 +163,8 @@ def _cache_after(facts: DiskFacts, action: Action) -> str | None:
     return facts.cache
 
 
-def _io_value(facts: DiskFacts, wanted: str) -> str | None:
+def io_value(facts: DiskFacts, wanted: str) -> str | None:
+    """The io a preference (a mode, keep or unset) stands for on this disk."""
     if wanted == "keep":
         return facts.io
     if wanted == "unset":

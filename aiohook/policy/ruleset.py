@@ -144,13 +144,15 @@ class Problem(Record):
 
 
 def validate_ruleset(text: bytes, filename: str) -> list[Problem]:
-    """Every schema and semantic problem, each with a line and the rule it is in."""
+    """Every schema problem, or else every semantic error (the error tier of
+    `rules lint`), each with a line and the rule it is in."""
     from aiohook.yamlsource import load_located
 
     doc = load_located(text, filename, PolicyError)
     problems = _schema_problems(doc)
     if not problems:
-        problems = _semantic_problems(doc)
+        problems = [Problem(p.line, f"rule '{p.rule}': {p.message}", p.rule)
+                    for p in rule_problems(doc) if p.error]
     problems.sort(key=lambda p: (p.line or 0))
     return problems
 
@@ -252,25 +254,58 @@ def _conjunction(raw: dict) -> tuple:
     return tuple((k, CONDITIONS[k].normalize(v)) for k, v in raw.items())
 
 
-def _semantic_problems(doc) -> list[Problem]:
+class RuleProblem(FrozenRecord):
+    """A semantic problem of one rule; an error when the rule can never select a disk.
+
+    `rules lint` reports every one (its check is the lint name); `rules validate`
+    and loading report the errors.
+    """
+
+    FIELDS = ("check", "rule", "line", "message", "error")
+
+    def __init__(self, check: str, rule: str, line: int | None, message: str, error: bool):
+        _set(self, "check", check)
+        _set(self, "rule", rule)
+        _set(self, "line", line)
+        _set(self, "message", message)
+        _set(self, "error", error)
+
+
+def rule_problems(doc) -> list[RuleProblem]:
+    """Duplicate names and contradictions in a schema-valid ruleset document, rule by rule."""
     problems = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(doc.data["rules"]):
         path = ("rules", i)
         name = raw["name"]
-        label = f"rule '{name}': "
+        name_line = doc.line(path + ("name",))
         if name in seen:
-            problems.append(Problem(doc.line(path + ("name",)),
-                                    f"{label}duplicate name (first at line {seen[name]})"))
+            problems.append(RuleProblem("duplicate-name", name, name_line,
+                                        f"duplicate name (first at line {seen[name]})", True))
         else:
-            seen[name] = doc.line(path + ("name",))
-        match = _selector(raw.get("match"))
-        if all(contradiction(conj) for conj in match):
-            why = contradiction(match[0]) if len(match) == 1 else "every alternative contradicts itself"
-            problems.append(Problem(doc.line(path + ("match",)), f"{label}can never match: {why}"))
-        elif raw.get("exclude") is not None and any(conj == () for conj in _selector(raw["exclude"])):
-            problems.append(Problem(doc.line(path + ("exclude",)),
-                                    f"{label}can never match: 'exclude' excludes everything"))
+            seen[name] = name_line
+        match_line = doc.line(path + ("match",))
+        whys = [contradiction(conj) for conj in _selector(raw.get("match"))]
+        if all(whys):
+            why = whys[0] if len(whys) == 1 else (
+                f"every alternative contradicts itself ({'; '.join(whys)})")
+            problems.append(RuleProblem("contradiction", name, match_line,
+                                        f"can never match: {why}", True))
+        else:
+            problems += [RuleProblem("contradiction", name, match_line,
+                                     f"'match' alternative {n} can never hold: {why}", False)
+                         for n, why in enumerate(whys, 1) if why]
+        if raw.get("exclude") is None:
+            continue
+        exclude_line = doc.line(path + ("exclude",))
+        for n, conj in enumerate(_selector(raw["exclude"]), 1):
+            if conj == ():
+                problems.append(RuleProblem("excludes-everything", name, exclude_line,
+                                            "can never match: 'exclude' excludes everything", True))
+            elif contradiction(conj):
+                problems.append(RuleProblem(
+                    "contradiction", name, exclude_line,
+                    f"'exclude' alternative {n} can never hold: {contradiction(conj)}", False))
     return problems
 
 
@@ -317,5 +352,6 @@ def build_ruleset(text: bytes, filename: str) -> Ruleset:
                    description=doc.data.get("description", ""))
 
 
-__all__ = ["Action", "Rule", "Ruleset", "Problem", "parse_ruleset", "validate_ruleset",
-           "build_ruleset", "contradiction", "UNSET", "IO_PREFERENCES"]
+__all__ = ["Action", "Rule", "Ruleset", "Problem", "RuleProblem", "parse_ruleset",
+           "validate_ruleset", "rule_problems", "build_ruleset", "contradiction", "UNSET",
+           "IO_PREFERENCES"]

@@ -99,34 +99,48 @@ def _direct_cache_needs_o_direct(c, f, h):
 NO_EFFECT_CHECK = SafetyCheck(
     "no-io-without-effect", "io is never added or changed where QEMU ignores it (network, nvme, "
     "vhostuser, vhostvdpa, dir, empty drives).", _no_io_without_effect)
-CACHE_CHECKS: tuple[SafetyCheck, ...] = (
-    SafetyCheck("direct-cache-needs-o-direct", "cache none/directsync is never set on a source "
-                "that refuses O_DIRECT.", _direct_cache_needs_o_direct),
-)
+DIRECT_CACHE_NEEDS_O_DIRECT = SafetyCheck(
+    "direct-cache-needs-o-direct", "cache none/directsync is never set on a source that refuses "
+    "O_DIRECT.", _direct_cache_needs_o_direct)
+NATIVE_NEEDS_DIRECT_CACHE = SafetyCheck(
+    "native-needs-direct-cache", "native only with cache none or directsync (libvirt and QEMU "
+    "refuse it otherwise).", _native_needs_direct_cache)
+NATIVE_NEEDS_O_DIRECT = SafetyCheck(
+    "native-needs-o-direct", "native only where O_DIRECT works.", _native_needs_o_direct)
+NATIVE_NOT_ON_SPARSE = SafetyCheck(
+    "native-not-on-sparse", "native never on a sparse image.", _native_not_on_sparse)
+NATIVE_ONLY_WHERE_KNOWN_SAFE = SafetyCheck(
+    "native-only-where-known-safe", "native is only added to block devices and preallocated "
+    "files.", _native_added_only_where_known_safe)
+IO_URING_NEEDS_SUPPORT = SafetyCheck(
+    "io_uring-needs-support", "io_uring only where the kernel and QEMU allow it.",
+    _io_uring_needs_support)
+
+CACHE_CHECKS: tuple[SafetyCheck, ...] = (DIRECT_CACHE_NEEDS_O_DIRECT,)
 IO_CHECKS: tuple[SafetyCheck, ...] = (
-    SafetyCheck("native-needs-direct-cache", "native only with cache none or directsync "
-                "(libvirt and QEMU refuse it otherwise).", _native_needs_direct_cache),
-    SafetyCheck("native-needs-o-direct", "native only where O_DIRECT works.", _native_needs_o_direct),
-    SafetyCheck("native-not-on-sparse", "native never on a sparse image.", _native_not_on_sparse),
-    SafetyCheck("native-only-where-known-safe", "native is only added to block devices and "
-                "preallocated files.", _native_added_only_where_known_safe),
-    SafetyCheck("io_uring-needs-support", "io_uring only where the kernel and QEMU allow it.",
-                _io_uring_needs_support),
+    NATIVE_NEEDS_DIRECT_CACHE,
+    NATIVE_NEEDS_O_DIRECT,
+    NATIVE_NOT_ON_SPARSE,
+    NATIVE_ONLY_WHERE_KNOWN_SAFE,
+    IO_URING_NEEDS_SUPPORT,
 )
 CHECKS = (NO_EFFECT_CHECK,) + CACHE_CHECKS + IO_CHECKS
 
 
-def refusals(candidate: Candidate, facts: DiskFacts, host: HostFacts,
-             checks: tuple[SafetyCheck, ...] = CHECKS) -> list[tuple[str, str]]:
-    """(check name, why) for every check that refuses the candidate.
+def applicable(facts: DiskFacts, checks: tuple[SafetyCheck, ...] = CHECKS) -> tuple[SafetyCheck, ...]:
+    """The checks that judge this disk: where io has no effect, only the no-effect
+    check applies (libvirt judges the rest)."""
+    if io_has_effect(facts):
+        return checks
+    return tuple(c for c in checks if c is NO_EFFECT_CHECK)
 
-    Where io has no effect, only the no-effect check applies: libvirt judges the rest.
-    """
-    if not io_has_effect(facts):
-        checks = tuple(c for c in checks if c is NO_EFFECT_CHECK)
+
+def refusals(candidate: Candidate, facts: DiskFacts, host: HostFacts,
+             checks: tuple[SafetyCheck, ...] = CHECKS) -> list[tuple[SafetyCheck, str]]:
+    """(check, why) for every applicable check that refuses the candidate."""
     out = []
-    for check in checks:
+    for check in applicable(facts, checks):
         why = check.refuse(candidate, facts, host)
         if why:
-            out.append((check.name, why))
+            out.append((check, why))
     return out
