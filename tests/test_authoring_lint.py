@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from paths import ROOT
 
 from aiohook.authoring import lint
 from aiohook.cli import main
@@ -15,7 +16,6 @@ from aiohook.facts import CACHE_MODES, DISK_CLASSES, DiskFacts, HostFacts, Sourc
 from aiohook.policy.engine import first_match, resolve
 from aiohook.policy.loader import load_ruleset, profile_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "lint_fixtures")
 SHIPPED = [profile_path(p) for p in ("default", "io_uring", "conservative")]
 
@@ -76,6 +76,85 @@ def test_planted_vetoed_overrides():
     assert "no-io-without-effect" in by_rule["native-on-network"]
     assert "native-needs-o-direct" in by_rule["native-without-o-direct"]
     assert "native-needs-direct-cache" in by_rule["native-host-cache"]
+
+
+def test_vetoes_are_the_engines_answers():
+    """Before lint asked the engine, it reported the first rule (the engine never refuses
+    io a disk already has, so threads is never vetoed there) and missed the second (native
+    is never added to a disk of unknown class)."""
+    found = lint.lint_file(fixture("vetoed_engine.yaml"))
+    assert codes(found) == [
+        (18, "vetoed-preference", "native-on-unknown"),
+        (26, "vetoed-preference", "native-kept-with-host-cache"),
+    ]
+    assert found[0].message.startswith(
+        "preference native is always skipped: native-only-where-known-safe refuses it "
+        "where class is unknown; "
+    )
+    assert found[1].message == (
+        "preference native is always skipped: native-needs-direct-cache refuses it "
+        "(cache after the rule is unsafe)"
+    )
+
+
+ERRORS = """\
+version: 1
+rules:
+  - name: twice
+    description: d
+    match: {class: block}
+    action: {io: native}
+  - name: twice
+    description: d
+    match: {class: file-sparse}
+    action: {io: threads}
+  - name: dead
+    description: d
+    match:
+      all: [{readonly: true}, {readonly: false}]
+    action: {io: threads}
+"""
+
+WARNINGS = """\
+version: 1
+rules:
+  - name: dead-exclude
+    description: d
+    match: {class: block}
+    exclude:
+      all: [{io: native}, {io: threads}]
+    action: {io: threads}
+"""
+
+
+def test_validate_reports_the_error_tier_of_lints_detector(tmp_path):
+    """One detector: `rules validate` reports its errors in lint's words."""
+    from aiohook.policy.ruleset import validate_ruleset
+
+    path = tmp_path / "r.yaml"
+    path.write_text(ERRORS)
+    found = lint.lint_file(str(path))
+    assert [(f.line, f.name, f.message) for f in found] == [
+        (7, "duplicate-name", "duplicate name (first at line 3)"),
+        (13, "contradiction", "can never match: 'readonly' must be both true and false"),
+    ]
+    problems = validate_ruleset(ERRORS.encode(), str(path))
+    assert [(p.line, p.message) for p in problems] == [
+        (f.line, f"rule '{f.rule}': {f.message}") for f in found
+    ]
+
+
+def test_validate_leaves_lints_warnings_out(tmp_path):
+    from aiohook.policy.ruleset import validate_ruleset
+
+    path = tmp_path / "r.yaml"
+    path.write_text(WARNINGS)
+    found = lint.lint_file(str(path))
+    assert [(f.line, f.name, f.message) for f in found] == [
+        (6, "contradiction", "'exclude' alternative 1 can never hold: "
+         "'io' must be native and threads at once"),
+    ]
+    assert validate_ruleset(WARNINGS.encode(), str(path)) == []
 
 
 def test_unknown_and_deprecated_keys_name_key_and_rule():
@@ -182,7 +261,8 @@ HOSTS = (HostFacts(io_uring=True, qemu_version="8.0"), HostFacts(io_uring=False)
 
 
 @pytest.mark.parametrize(
-    "name", ["shadowed.yaml", "vetoed.yaml"] + [os.path.basename(p) for p in SHIPPED]
+    "name",
+    ["shadowed.yaml", "vetoed.yaml", "vetoed_engine.yaml"] + [os.path.basename(p) for p in SHIPPED],
 )
 def test_findings_hold_for_every_disk(name):
     path = (

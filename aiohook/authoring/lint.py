@@ -413,11 +413,13 @@ def _vetoed_why(wanted: str, conj, action) -> str | None:
         if all(check in v.checks for v in rest):
             return f"{check.name} refuses it ({whole.format(_joined(map(read, rest)))})"
     parts = []
-    for check, fact, read, _ in EXPLAINED:
+    while rest:  # the check refusing on most of the remaining disks first
+        check, fact, read, _ = max(EXPLAINED, key=lambda e: sum(e[0] in v.checks for v in rest))
         hit = [v for v in rest if check in v.checks]
-        if hit:
-            parts.append(f"{check.name} refuses it where {fact} is {_joined(map(read, hit))}")
-            rest = [v for v in rest if check not in v.checks]
+        if not hit:
+            break
+        parts.append(f"{check.name} refuses it where {fact} is {_joined(map(read, hit))}")
+        rest = [v for v in rest if check not in v.checks]
     parts += [f"{c.name} refuses it" for c in CHECKS if any(c in v.checks for v in rest)]
     return "; ".join(parts)
 

@@ -287,10 +287,8 @@ def rule_problems(doc) -> list[RuleProblem]:
         match_line = doc.line(path + ("match",))
         whys = [contradiction(conj) for conj in _selector(raw.get("match"))]
         if all(whys):
-            why = whys[0] if len(whys) == 1 else (
-                f"every alternative contradicts itself ({'; '.join(whys)})")
             problems.append(RuleProblem("contradiction", name, match_line,
-                                        f"can never match: {why}", True))
+                                        f"can never match: {'; '.join(whys)}", True))
         else:
             problems += [RuleProblem("contradiction", name, match_line,
                                      f"'match' alternative {n} can never hold: {why}", False)
