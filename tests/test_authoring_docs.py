@@ -8,6 +8,7 @@ import os
 import re
 
 import pytest
+from paths import ROOT
 
 from aiohook.authoring import lint
 from aiohook.authoring.testrunner import manifest_schema
@@ -15,7 +16,6 @@ from aiohook.policy.conditions import CONDITIONS
 from aiohook.policy.ruleset import schema
 from aiohook.policy.safety import CHECKS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "docs", "rules.md")) as _fh:
     DOC = _fh.read()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+from paths import ROOT
+
 from aiohook.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "tests", "rules", "shared")
 CORPUS = os.path.join(ROOT, "tests", "fixtures", "domains")
 EDGES = os.path.join(SHARED, "authoring-edges.xml")

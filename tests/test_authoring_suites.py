@@ -11,13 +11,12 @@ import os
 
 import pytest
 import yaml
+from paths import RULES_DIR
 
 from aiohook.authoring import testrunner
 from aiohook.policy.engine import PIN_RULE, SKIP_RULE
 from aiohook.policy.loader import load_ruleset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RULES_DIR = os.path.join(ROOT, "tests", "rules")
 SUITES = ("default", "io_uring", "conservative")
 
 
@@ -76,7 +75,7 @@ def test_shipped_suite_passes(suite):
 def test_shipped_suites_through_the_cli(capsys):
     from aiohook.cli import main
 
-    assert main(["test", RULES_DIR]) == 0
+    assert main(["test", str(RULES_DIR)]) == 0
     out = capsys.readouterr().out
     total = sum(run_suite(s).passed for s in SUITES)
     assert out.rstrip().splitlines()[-1] == f"{total} passed, 0 failed"

@@ -9,10 +9,10 @@ import textwrap
 from xml.etree import ElementTree
 
 import pytest
+from paths import ROOT
 
 from aiohook.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SUITE = os.path.join(ROOT, "tests", "rules", "default")
 SHARED = os.path.join(ROOT, "tests", "rules", "shared")
 EDGES = os.path.join(SHARED, "authoring-edges.xml")

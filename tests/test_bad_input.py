@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import FACTS, FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "domains"
-FACTS = FIXTURES / "facts.yaml"
 GOOD = FIXTURES / "minimal-file.xml"
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_BAD_XML, EXIT_BAD_POLICY, EXIT_BAD_FACTS, EXIT_IO = 1, 2, 3, 4, 5, 6

@@ -8,13 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from paths import FACTS, FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "domains"
-FACTS = FIXTURES / "facts.yaml"
 RULES = ROOT / "aiohook" / "rules.yaml"
 CHANGING = FIXTURES / "kubevirt-containerdisk.xml"  # vda native->io_uring, vdb gains native+none
 UNCHANGED = FIXTURES / "nova-lvm-ephemeral.xml"

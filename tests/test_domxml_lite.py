@@ -17,13 +17,13 @@ import os
 import random
 
 import pytest
+from paths import ROOT
 from test_hostile_input import Mutator
 
 from aiohook.domxml.document import parse_domain
 from aiohook.domxml.lite import FAST_MAX_BYTES, LiteDocument, parse_domain_lite
 from aiohook.errors import DomainXMLError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "domains", "*.xml"))
                   + glob.glob(os.path.join(ROOT, "examples", "*.xml")))
 SEED = int(os.environ.get("AIOHOOK_LITE_SEED", "11"))

@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import FACTS, FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "domains"
 GOLDEN = ROOT / "tests" / "golden"
-FACTS = FIXTURES / "facts.yaml"
 RULES = ROOT / "aiohook" / "rules.yaml"
 REGEN = os.environ.get("AIOHOOK_REGEN_GOLDEN") == "1"
 

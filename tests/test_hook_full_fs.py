@@ -30,9 +30,9 @@ import time
 
 import pytest
 import test_budget_units as units
+from paths import ROOT
 from test_hostile_input import run_forked, warm_up
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOOK = os.path.join(ROOT, "hooks", "qemu")
 BOUND_S = 2.0 + 3.0  # the probe budget + a start, as the other hook tests
 

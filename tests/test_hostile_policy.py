@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import HOOK, ROOT
 
 from aiohook import fsutil
 
-ROOT = Path(__file__).resolve().parent.parent
-HOOK = ROOT / "hooks" / "qemu"
 NOBODY = 65534
 STRICT = "enforce: refuse\non_error: refuse\n"
 

@@ -8,11 +8,11 @@ import os
 import pytest
 import xmlschema
 from lxml import etree
+from paths import ROOT
 
 from aiohook.domxml.overrides import NAMESPACE, read_overrides
 from aiohook.errors import DomainXMLError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XSD = xmlschema.XMLSchema(os.path.join(ROOT, "aiohook", "schemas", "aiohook-metadata.xsd"))
 FIXTURES = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "domains", "*.xml"))
                   + glob.glob(os.path.join(ROOT, "examples", "*.xml")))

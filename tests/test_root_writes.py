@@ -24,13 +24,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from paths import FACTS, FIXTURES
 
 from aiohook import fsutil
 from aiohook.errors import FileAccessError
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "domains"
-FACTS = FIXTURES / "facts.yaml"
 DOMAIN = FIXTURES / "kubevirt-containerdisk.xml"  # rewrite changes it
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
 
