@@ -377,6 +377,30 @@ def test_every_safety_check_has_a_test():
                      "io_uring-needs-support"}
 
 
+def test_where_io_has_no_effect_only_the_no_effect_check_judges():
+    from aiohook.policy.safety import NO_EFFECT_CHECK, applicable
+
+    assert applicable(disk("network", has_source=False, protocol="rbd")) == (NO_EFFECT_CHECK,)
+    assert applicable(disk("block", source=block())) == CHECKS
+
+
+def test_calibration_candidates_are_what_the_engine_allows():
+    """calibrate's "best" filter asks the engine: every class, cache and mode agree."""
+    from aiohook.calibrate.runner import mode_allowed
+    from aiohook.policy.safety import Candidate, refusals
+
+    caps = {"native": True, "io_uring": True}
+    for cls in ("block", "file-preallocated", "file-sparse"):
+        for cache in ("none", "directsync", "writeback"):
+            facts = DiskFacts("cal", None, "block" if cls == "block" else "file", "disk",
+                              cache=cache, disk_class=cls)
+            for mode in ("native", "threads", "io_uring"):
+                refused = refusals(Candidate(mode, cache), facts, HOST)
+                ok, why = mode_allowed(mode, cls, cache, caps)
+                assert ok == (not refused), (cls, cache, mode)
+                assert why == (refused[0][1] if refused else "")
+
+
 def test_native_needs_o_direct_even_with_cache_none_in_xml():
     d = decide(disk("block", source=block(o_direct=False), cache="none", io="native"), HOST,
                _rules(EVERYTHING_NATIVE))
