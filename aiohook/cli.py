@@ -1,4 +1,9 @@
-"""The aiohook command line: one function per verb, one place for exit codes."""
+"""The aiohook command line: a static table of commands, each imported only when it runs.
+
+Every command is a module of aiohook.commands with `add_arguments(parser)` and
+`run(args)`; errors become one stderr line and an exit status here, the one
+place that turns aiohook.errors into exit codes for the CLI.
+"""
 
 from __future__ import annotations
 
@@ -7,192 +12,42 @@ import os
 import sys
 
 from aiohook import __version__
-from aiohook.errors import (
-    EXIT_FINDINGS,
-    EXIT_INTERNAL,
-    EXIT_OK,
-    AiohookError,
-    FileAccessError,
-    UsageError,
-    exit_code_for,
-)
+from aiohook.errors import EXIT_INTERNAL, EXIT_OK, AiohookError, exit_code_for
 
-# --- verbs -------------------------------------------------------------------
-
-
-def cmd_plan(args) -> int:
-    """Streams: each domain is printed and dropped before the next is read."""
-    from aiohook import report
-    from aiohook.fleet import iter_plans
-    from aiohook.policy.loader import load_ruleset
-    from aiohook.probe import make_probe
-
-    inputs = _plan_inputs(args)
-    ruleset = load_ruleset(args.rules)
-    probe = make_probe(args.facts)
-    errors: list = []
-    out = report.JsonReport(sys.stdout) if args.format == "json" else report.TextReport(sys.stdout)
-    for plan in iter_plans(inputs, ruleset, probe, errors):
-        out.domain(plan)
-    out.finish([(f, m) for f, m, _ in errors])
-    for _, message, _ in errors:
-        print(f"aiohook: error: {message}", file=sys.stderr)
-    return errors[0][2] if errors else EXIT_OK
+# name -> (module, help), in the order `aiohook --help` lists them
+COMMANDS = {
+    "plan": ("aiohook.commands.plan", "show what aiohook would decide for each disk"),
+    "rewrite": ("aiohook.commands.rewrite",
+                "print or write the domain XML with the decided io/cache"),
+    "facts": ("aiohook.commands.facts",
+              "probe this host for every source of the domains and print recorded facts"),
+    "rules": ("aiohook.commands.rules", "validate (and lint) rulesets"),
+    "install": ("aiohook.commands.install",
+                "install the libvirt hook (qemu.d/50-aiohook) and the default settings"),
+    "uninstall": ("aiohook.commands.uninstall", "remove the libvirt hook (settings are kept)"),
+    "status": ("aiohook.commands.status",
+               "is the hook installed, which hook files libvirt runs, effective settings"),
+    "apply": ("aiohook.commands.apply",
+              "rewrite persistent domain definitions (virsh define) so the next start complies"),
+    "budget": ("aiohook.commands.budget",
+               "show the host AIO budget: aio-nr/aio-max-nr, reservations, contexts per domain"),
+    "doctor": ("aiohook.commands.doctor",
+               "check fs.aio-max-nr against the defined domains, io_uring, versions, the hook"),
+    "test": ("aiohook.commands.test",
+             "run rule test suites (aiohook-test.yaml) or scaffold one with --init"),
+    "explain": ("aiohook.commands.explain",
+                "walk every rule for each disk: matched or why not, vetoes, decision"),
+    "calibrate": ("aiohook.commands.calibrate",
+                  "measure io modes per storage class with qemu-img bench; report the rules' "
+                  "regret"),
+}
 
 
-def _plan_inputs(args):
-    """The XML arguments, then the paths listed in --from-file (one per line, '-' is stdin),
-    read lazily so that a fleet of any size needs neither argv space nor memory."""
-    if not args.xml and not args.from_file:
-        raise UsageError("plan needs XML files or --from-file LIST")
-    if args.from_file == "-" and "-" in args.xml:
-        raise UsageError("stdin cannot be both an XML file and the --from-file list")
-    lines = None
-    if args.from_file == "-":
-        lines = sys.stdin
-    elif args.from_file:
-        try:
-            lines = open(args.from_file, encoding="utf-8", errors="surrogateescape")
-        except OSError as exc:
-            raise FileAccessError(f"cannot read list: {exc.strerror}", file=args.from_file) from None
-
-    def paths():
-        yield from args.xml
-        if lines is not None:
-            with lines:
-                for line in lines:
-                    path = line.rstrip("\r\n")
-                    if path.strip():
-                        yield path
-
-    return paths()
-
-
-def cmd_rewrite(args) -> int:
-    from aiohook.domxml.files import input_label
-    from aiohook.fleet import iter_plans
-    from aiohook.fsutil import atomic_write
-    from aiohook.policy.loader import load_ruleset
-    from aiohook.probe import make_probe
-    from aiohook.textdiff import unified_diff
-
-    if len(args.xml) > 1 and not args.output_dir:
-        raise UsageError("several XML files need --output-dir DIR")
-    if args.output_dir and not os.path.isdir(args.output_dir):
-        raise FileAccessError("not a directory", file=args.output_dir)
-    names = [os.path.basename(p) if p != "-" else "stdin.xml" for p in args.xml]
-    if args.output_dir and len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise UsageError(f"two inputs share the file name {dup}; --output-dir would overwrite one")
-    ruleset = load_ruleset(args.rules)
-    probe = make_probe(args.facts)
-    plans = list(iter_plans(args.xml, ruleset, probe))  # all or nothing: any error raises
-    outputs = []
-    for path, plan in zip(args.xml, plans):
-        new = plan.rewritten()
-        if args.diff:
-            new = unified_diff(plan.document.original, new, input_label(path)).encode()
-        outputs.append((path, new))
-    if not args.output_dir:
-        sys.stdout.buffer.write(outputs[0][1])
-        return EXIT_OK
-    for (_, data), name in zip(outputs, names):
-        target = os.path.join(args.output_dir, name + (".diff" if args.diff else ""))
-        atomic_write(target, data)
-    return EXIT_OK
-
-
-def cmd_facts(args) -> int:
-    from aiohook.domxml.files import input_label, read_xml
-    from aiohook.facts_dump import collect_facts
-    from aiohook.probe import make_probe
-
-    text = collect_facts([(input_label(p), read_xml(p)) for p in args.xml], make_probe(None))
-    if args.output:
-        from aiohook.fsutil import atomic_write
-
-        atomic_write(args.output, text.encode())
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
-
-
-def cmd_rules_validate(args) -> int:
-    from aiohook.fsutil import read_bounded
-    from aiohook.policy.loader import default_rules_path
-    from aiohook.policy.ruleset import validate_ruleset
-
-    path = args.file or default_rules_path()
-    problems = validate_ruleset(read_bounded(path, 4 << 20), path)
-    for problem in problems:
-        print(problem.render(path), file=sys.stderr)
-    if problems:
-        return EXIT_FINDINGS
-    print(f"{path}: ok")
-    return EXIT_OK
-
-
-# --- parser ------------------------------------------------------------------
-
-VERBS: dict = {}  # name -> (handler, configure(parser)); other modules register here
-
-
-def verb(name: str, help: str):
-    def register(configure):
-        VERBS[name] = (help, configure)
-        return configure
-
-    return register
-
-
-@verb("plan", "show what aiohook would decide for each disk")
-def _plan_args(p):
-    p.add_argument("--rules", help="rules file (default: /etc/aiohook/rules.yaml or packaged)")
-    p.add_argument("--facts", help="recorded facts YAML instead of probing this host")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--from-file", metavar="LIST",
-                   help="also plan the XML files listed in LIST, one path a line (- for stdin)")
-    p.add_argument("xml", nargs="*", help="domain XML files, - for stdin")
-    p.set_defaults(func=cmd_plan)
-
-
-@verb("rewrite", "print or write the domain XML with the decided io/cache")
-def _rewrite_args(p):
-    p.add_argument("--rules")
-    p.add_argument("--facts")
-    p.add_argument("--diff", action="store_true", help="print a unified diff instead")
-    p.add_argument("--output-dir", help="write each result there under its own file name")
-    p.add_argument("xml", nargs="+")
-    p.set_defaults(func=cmd_rewrite)
-
-
-@verb("facts", "probe this host for every source of the domains and print recorded facts")
-def _facts_args(p):
-    p.add_argument("-o", "--output", help="write to this file (atomically)")
-    p.add_argument("xml", nargs="+")
-    p.set_defaults(func=cmd_facts)
-
-
-@verb("rules", "validate (and lint) rulesets")
-def _rules_args(p):
-    sub = p.add_subparsers(dest="rules_verb", metavar="validate")
-    sub.required = True
-    v = sub.add_parser("validate", help="check a rules file against the schema and semantics")
-    v.add_argument("file", nargs="?")
-    v.set_defaults(func=cmd_rules_validate)
-    for name, configure in RULES_VERBS.items():
-        configure(sub.add_parser(name, help=configure.__doc__))
-
-
-RULES_VERBS: dict = {}  # "rules X" sub-verbs registered by other modules (lint)
-FEATURE_CLIS = ("aiohook.hook.cli", "aiohook.budget.cli", "aiohook.authoring.cli", "aiohook.calibrate.cli")
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser (the man page, --help); with `only`, just that command's
+    arguments are added (and its module imported): the others keep their name and help."""
     import importlib
 
-    for module in FEATURE_CLIS:  # each registers its verbs with @verb
-        importlib.import_module(module)
     parser = argparse.ArgumentParser(
         prog="aiohook",
         description="Decide QEMU disk io= modes for libvirt domains; guard the host AIO budget.",
@@ -200,19 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aiohook {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for name, (help_text, configure) in VERBS.items():
-        configure(sub.add_parser(name, help=help_text))
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if only is None or name == only:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(run=module.run)
     return parser
+
+
+def _command_of(argv: list[str]) -> str:
+    """The command named on the command line ("" if none): the first argument that
+    is not an option, since aiohook's own options take no value."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else argv
+        parser = build_parser(only=_command_of(argv))
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # argparse printed usage; code 2 is our usage code
             return int(exc.code or 0)
-        return args.func(args)
+        return args.run(args)
     except AiohookError as exc:
         print(f"aiohook: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

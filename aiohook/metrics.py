@@ -127,7 +127,7 @@ def save_state(path: str | None, state: dict) -> None:
 
 
 def hook_metrics(hooks_dir: str, counts: dict) -> str:
-    from aiohook.hook.install import status
+    from aiohook.admin.install import status
 
     info = status(hooks_dir)
     pending = any("until restarted" in p for p in info.get("problems", []))
@@ -152,7 +152,7 @@ def hook_metrics(hooks_dir: str, counts: dict) -> str:
 def render(hooks_dir: str, log_dir: str, state: dict, proc_root: str | None = None,
            run_dir: str | None = None, libvirt_log_dir: str | None = None) -> tuple[str, dict]:
     """(the textfile, the new state)."""
-    from aiohook.budget.cli import collect, render_prometheus
+    from aiohook.budget.usage import collect, render_prometheus
 
     budget = render_prometheus(collect(proc_root, run_dir, libvirt_log_dir))
     new_state = count_decisions(log_dir, state)
@@ -170,6 +170,8 @@ def write_textfile(directory: str, text: str, name: str = FILE_NAME) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aiohook.probe.hookfiles import DEFAULT_HOOKS_DIR
+
     p = argparse.ArgumentParser(
         prog="python3 -m aiohook.metrics",
         description="Write aiohook's Prometheus metrics for node_exporter's textfile collector.")
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-file", default=DEFAULT_STATE_FILE,
                    help="where the decision counters are kept between runs "
                         f"(default {DEFAULT_STATE_FILE})")
-    p.add_argument("--hooks-dir", default="/etc/libvirt/hooks",
+    p.add_argument("--hooks-dir", default=DEFAULT_HOOKS_DIR,
                    help="libvirt's hook directory, where aiohook status looks for the hook")
     p.add_argument("--proc-root", help="read this /proc instead (tests)")
     p.add_argument("--libvirt-run-dir", help="read libvirt's pid and status files here "

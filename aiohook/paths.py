@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CONFIG_DIR = "/etc/aiohook"
 
 
 def config_dir() -> str:
     """Settings and rules: /etc/aiohook (AIOHOOK_CONFIG_DIR moves it, e.g. for tests)."""
-    return os.environ.get("AIOHOOK_CONFIG_DIR") or "/etc/aiohook"
+    return os.environ.get("AIOHOOK_CONFIG_DIR") or DEFAULT_CONFIG_DIR
 
 
 def state_dir() -> str:

@@ -279,7 +279,7 @@ def test_conffiles_are_the_settings_and_the_sysctl_snippet(control):
 
 
 def test_the_launcher_is_aiohooks_own_for_debians_python(deb):
-    from aiohook.hook.install import render_launcher
+    from aiohook.admin.install import render_launcher
 
     shipped = deb_file(deb, SHIPPED).decode()
     assert shipped == render_launcher("/usr/bin/python3", ["/usr/lib/python3/dist-packages"],
@@ -301,7 +301,7 @@ def test_settings_and_sysctl_snippet(deb):
 
 
 def test_maintainer_scripts_never_restart_libvirtd(control):
-    from aiohook.hook.install import RESTART_NOTE
+    from aiohook.admin.install import RESTART_NOTE
 
     postinst = (control / "postinst").read_text()
     assert f"RESTART_NOTE='{RESTART_NOTE}'" in postinst  # the same words as aiohook install
@@ -429,7 +429,7 @@ def decisions(root: ChrootCopy) -> list[dict]:
 
 
 def test_apt_installs_the_hook_and_says_a_restart_is_needed(root, installed):
-    from aiohook.hook.install import RESTART_NOTE
+    from aiohook.admin.install import RESTART_NOTE
 
     assert f"aiohook: installed {HOOK} (runs /usr/bin/python3 -IS)" in installed
     assert RESTART_NOTE in installed

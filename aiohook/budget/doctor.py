@@ -18,9 +18,10 @@ from aiohook.budget import procscan
 from aiohook.budget.demand import demand_for_document
 from aiohook.budget.gate import SYSCTL_FILE, suggested_limit
 from aiohook.budget.supply import read_supply
+from aiohook.budget.usage import status_domain
+from aiohook.probe.hookfiles import DEFAULT_HOOKS_DIR, installed_hook
 
 CONFIG_DIR = "/etc/libvirt/qemu"
-HOOKS_DIR = "/etc/libvirt/hooks"
 
 
 @dataclass
@@ -43,21 +44,6 @@ class DoctorReport:
         return dict(self.__dict__)
 
 
-def _status_domain(path: str):
-    """The <domain> inside libvirt's live status XML (<domstatus>), as a DomainDocument."""
-    from lxml import etree
-
-    from aiohook.domxml.document import _PARSER_OPTIONS, DomainDocument
-
-    with open(path, "rb") as fh:
-        data = fh.read(10 << 20)
-    root = etree.fromstring(data, etree.XMLParser(**_PARSER_OPTIONS))
-    dom = root if root.tag == "domain" else root.find("domain")
-    if dom is None:
-        raise ValueError("no <domain> in status XML")
-    return DomainDocument(dom, path, data)
-
-
 def load_domain(path: str):
     from aiohook.domxml import parse_domain
     from aiohook.fsutil import read_bounded
@@ -65,23 +51,14 @@ def load_domain(path: str):
     return parse_domain(read_bounded(path, 10 << 20), path)
 
 
-def hook_status(hooks_dir: str) -> dict:
-    found = []
-    qd = os.path.join(hooks_dir, "qemu.d")
-    for path in sorted(glob.glob(os.path.join(qd, "*"))) + [os.path.join(hooks_dir, "qemu")]:
-        if not os.path.isfile(path):
-            continue
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(65536)
-        except OSError:
-            continue
-        if b"aiohook" in head or "aiohook" in os.path.basename(path):
-            found.append({"path": path, "executable": os.access(path, os.X_OK)})
-    return {"installed": any(f["executable"] for f in found), "files": found}
+def hook_status(hooks_dir: str, libvirt_version: str | None) -> dict:
+    """aiohook's hook files and whether libvirt runs one (aiohook.probe.hookfiles)."""
+    found = installed_hook(hooks_dir, libvirt_version)
+    return {"installed": found["installed"],
+            "files": [{"path": p, "executable": os.access(p, os.X_OK)} for p in found["ours"]]}
 
 
-def examine(config_dir: str = CONFIG_DIR, hooks_dir: str = HOOKS_DIR, reserve: int = 0,
+def examine(config_dir: str = CONFIG_DIR, hooks_dir: str = DEFAULT_HOOKS_DIR, reserve: int = 0,
             run_dir: str | None = None) -> DoctorReport:
     from aiohook.probe.linux import LinuxProbe
 
@@ -90,7 +67,7 @@ def examine(config_dir: str = CONFIG_DIR, hooks_dir: str = HOOKS_DIR, reserve: i
     versions: dict[str, str | None] = {}
     seen = set()
     sources = [(p, load_domain) for p in sorted(glob.glob(os.path.join(config_dir, "*.xml")))]
-    sources += [(p, _status_domain) for p in
+    sources += [(p, status_domain) for p in
                 sorted(glob.glob(os.path.join(run_dir or procscan.LIBVIRT_RUN_DIR, "*.xml")))]
     host = None
     for path, loader in sources:
@@ -123,7 +100,7 @@ def examine(config_dir: str = CONFIG_DIR, hooks_dir: str = HOOKS_DIR, reserve: i
                     "libvirt": host.libvirt_version}
     rep.io_uring = {"kernel": host.io_uring, "qemu_liburing": host.qemu_io_uring,
                     "usable": host.io_uring_usable()}
-    rep.hook = hook_status(hooks_dir)
+    rep.hook = hook_status(hooks_dir, host.libvirt_version)
     if rep.needed > rep.aio_max_nr:
         rep.problems.append(
             f"fs.aio-max-nr {rep.aio_max_nr} < {rep.needed} needed: {len(rep.domains)} domain(s) "

@@ -92,7 +92,7 @@ def apply(domains: list[str], *, connect: str | None = None, dry_run: bool = Fal
                 print(f"{name}: unchanged ({why})", file=out)
                 continue
             new = plan.rewritten()
-            from aiohook.hook.prepare import describe
+            from aiohook.hook.planning import describe
 
             changes = [describe(d) for d in plan.disks if d.decision.changed]
             running = info.get("State", "") not in ("shut off", "")

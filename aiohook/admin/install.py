@@ -23,13 +23,18 @@ import sys
 
 from aiohook import __version__
 from aiohook.errors import FileAccessError, UsageError
-from aiohook.paths import PACKAGE_DIR, packaged
+from aiohook.paths import DEFAULT_CONFIG_DIR, PACKAGE_DIR, packaged
+from aiohook.paths import config_dir as current_config_dir
+from aiohook.probe.hookfiles import (
+    DEFAULT_HOOKS_DIR,
+    LAUNCHER_NAME,
+    MARKER,
+    hook_paths,
+    installed_hook,
+    is_ours,
+    qemu_d_supported,
+)
 
-DEFAULT_HOOKS_DIR = "/etc/libvirt/hooks"
-DEFAULT_CONFIG_DIR = "/etc/aiohook"
-LAUNCHER_NAME = "50-aiohook"
-MARKER = "# aiohook-launcher: 1"
-QEMU_D_SINCE = (6, 5)
 ENV_PASSED = ("AIOHOOK_STATE_DIR", "AIOHOOK_LOG_DIR", "AIOHOOK_CACHE_DIR")
 RESTART_NOTE = ("libvirtd finds hooks only when it starts: restart it now "
                 "(systemctl restart libvirtd, or virtqemud on modular daemons)")
@@ -43,32 +48,6 @@ def libvirt_version() -> str | None:
     from aiohook.probe.linux import LinuxProbe
 
     return LinuxProbe().host_facts(None).libvirt_version
-
-
-def _vtuple(version: str | None) -> tuple[int, ...] | None:
-    if not version:
-        return None
-    parts = re.findall(r"\d+", version)
-    return tuple(int(p) for p in parts[:3]) if parts else None
-
-
-def qemu_d_supported(version: str | None) -> bool:
-    """True unless libvirt is known to be older than 6.5 (unknown: assume a modern one)."""
-    parsed = _vtuple(version)
-    return parsed is None or parsed >= QEMU_D_SINCE
-
-
-def is_ours(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    return MARKER.encode() in head
-
-
-def hook_paths(hooks_dir: str) -> tuple[str, str]:
-    return os.path.join(hooks_dir, "qemu.d", LAUNCHER_NAME), os.path.join(hooks_dir, "qemu")
 
 
 # ---------------------------------------------------------------- the launcher
@@ -145,8 +124,7 @@ def install(hooks_dir: str = DEFAULT_HOOKS_DIR, config_dir: str | None = None,
             python: str | None = None, libvirt: str | None = None) -> list[str]:
     """Install the launcher and the default settings; return what was done, line by line."""
     python = python or sys.executable
-    config_dir = os.path.abspath(config_dir or os.environ.get("AIOHOOK_CONFIG_DIR")
-                                 or DEFAULT_CONFIG_DIR)
+    config_dir = os.path.abspath(config_dir or current_config_dir())
     version = libvirt if libvirt is not None else libvirt_version()
     said: list[str] = []
     qemu_d_hook, main_hook = hook_paths(hooks_dir)
@@ -239,21 +217,6 @@ def uninstall(hooks_dir: str = DEFAULT_HOOKS_DIR) -> list[str]:
 # ---------------------------------------------------------------- status
 
 
-def hooks_libvirt_runs(hooks_dir: str, qemu_d: bool = True) -> list[str]:
-    """The files libvirt would run for a qemu hook, in its order (virhook.c)."""
-    out = []
-    main_hook = os.path.join(hooks_dir, "qemu")
-    if os.path.isfile(main_hook) and os.access(main_hook, os.X_OK):
-        out.append(main_hook)
-    directory = os.path.join(hooks_dir, "qemu.d")
-    if qemu_d and os.path.isdir(directory):
-        for name in sorted(os.listdir(directory), key=os.fsencode):
-            path = os.path.join(directory, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                out.append(path)
-    return out
-
-
 def _launcher_facts(path: str) -> dict:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
@@ -271,23 +234,19 @@ def _launcher_facts(path: str) -> dict:
 
 def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
     version = libvirt_version()
-    qemu_d = qemu_d_supported(version)
-    qemu_d_hook, main_hook = hook_paths(hooks_dir)
-    ours = [p for p in (qemu_d_hook, main_hook) if os.path.lexists(p) and is_ours(p)]
-    runs = hooks_libvirt_runs(hooks_dir, qemu_d)
-    active = [p for p in ours if p in runs]
+    found = installed_hook(hooks_dir, version)
     out: dict = {
         "aiohook_version": __version__,
         "libvirt_version": version,
         "hooks_dir": hooks_dir,
-        "qemu_d_supported": qemu_d,
-        "installed": bool(active),
-        "hook": active[0] if active else (ours[0] if ours else None),
-        "libvirt_runs": runs,
+        "qemu_d_supported": found["qemu_d_supported"],
+        "installed": found["installed"],
+        "hook": found["hook"],
+        "libvirt_runs": found["libvirt_runs"],
         "problems": [],
     }
-    if ours and not active:
-        out["problems"].append(f"{ours[0]} exists but libvirt will not run it "
+    if found["ours"] and not found["installed"]:
+        out["problems"].append(f"{found['ours'][0]} exists but libvirt will not run it "
                                "(not executable, or qemu.d unsupported)")
     hook = out["hook"]
     if hook:
@@ -305,7 +264,7 @@ def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
         interpreter = out.get("interpreter")
         if interpreter and not os.access(interpreter, os.X_OK):
             out["problems"].append(f"the hook's interpreter {interpreter} is missing")
-    config = out.get("config_dir") or os.environ.get("AIOHOOK_CONFIG_DIR") or DEFAULT_CONFIG_DIR
+    config = out.get("config_dir") or current_config_dir()
     out["config_dir"] = config
     out.update(_effective_settings(config))
     return out
@@ -313,7 +272,6 @@ def status(hooks_dir: str = DEFAULT_HOOKS_DIR) -> dict:
 
 def _effective_settings(config: str) -> dict:
     from aiohook.errors import AiohookError
-    from aiohook.paths import config_dir as current_config_dir
 
     saved = os.environ.get("AIOHOOK_CONFIG_DIR")
     os.environ["AIOHOOK_CONFIG_DIR"] = config

@@ -1,21 +1,18 @@
-"""CLI verbs of the budget feature; each registers itself with aiohook.cli.verb.
+"""The host's AIO usage now: who holds events, what is reserved, each domain's AIO state.
 
-`aiohook budget [--format text|json|prometheus]`: who holds the host's AIO events.
-`aiohook doctor [--apply]`: is fs.aio-max-nr big enough for the defined domains.
+`collect()` gathers it; `render_text` and `render_prometheus` are what
+`aiohook budget` prints, and aiohook.metrics exports the latter.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 from aiohook.budget.fallback import STATES
-from aiohook.cli import verb
-from aiohook.errors import EXIT_FINDINGS, EXIT_OK
 
 
-def _reserve() -> int:
+def reserve_events() -> int:
+    """The settings' budget reserve; 0 when the settings are unusable (a report must not need them)."""
     try:
         from aiohook.settings import load_settings
 
@@ -24,11 +21,25 @@ def _reserve() -> int:
         return 0
 
 
+def status_domain(path: str):
+    """The <domain> inside libvirt's live status XML (<domstatus>), as a DomainDocument."""
+    from lxml import etree
+
+    from aiohook.domxml.document import _PARSER_OPTIONS, DomainDocument
+
+    with open(path, "rb") as fh:
+        data = fh.read(10 << 20)
+    root = etree.fromstring(data, etree.XMLParser(**_PARSER_OPTIONS))
+    dom = root if root.tag == "domain" else root.find("domain")
+    if dom is None:
+        raise ValueError("no <domain> in status XML")
+    return DomainDocument(dom, path, data)
+
+
 def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None,
                proc_root: str | None = None) -> dict:
     """pid -> the AIO state of that QEMU's domain (aiohook.budget.fallback)."""
     from aiohook.budget import fallback, procscan
-    from aiohook.budget.doctor import _status_domain
 
     run_dir = run_dir or procscan.LIBVIRT_RUN_DIR
     states = {}
@@ -37,7 +48,7 @@ def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None,
         path = os.path.join(run_dir, f"{h.domain}.xml")
         if h.domain and os.path.exists(path):
             try:
-                doc = _status_domain(path)
+                doc = status_domain(path)
             except Exception:  # noqa: BLE001 - an unreadable status XML: state unknown
                 doc = None
         states[h.pid] = fallback.examine(h, doc, log_dir, proc_root or procscan.PROC_ROOT) if h.domain else {"state": "unknown"}
@@ -53,7 +64,7 @@ def collect(proc_root: str | None = None, run_dir: str | None = None,
     states = aio_states(holders, run_dir, log_dir, proc_root)
     qemu_pids = {h.pid for h in holders}
     others = [h for h in procscan.all_holders(proc_root, run_dir) if h.pid not in qemu_pids]
-    supply = read_supply(_reserve(), proc_root)
+    supply = read_supply(reserve_events(), proc_root)
     reservations = [dict(domain=name, **e) for name, e in sorted(ledger.snapshot().items())]
     domains = []
     for h in holders:
@@ -99,7 +110,7 @@ def render_text(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _label(value: str) -> str:
+def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -119,76 +130,26 @@ def render_prometheus(data: dict) -> str:
         "# TYPE aiohook_domain_aio_contexts gauge",
     ]
     for h in data["domains"]:
-        out.append(f'aiohook_domain_aio_contexts{{domain="{_label(h["domain"])}"}} {h["contexts"]}')
+        out.append(f'aiohook_domain_aio_contexts{{domain="{_escape_label(h["domain"])}"}} {h["contexts"]}')
     out += ["# HELP aiohook_domain_aio_events AIO events held by a domain's QEMU",
             "# TYPE aiohook_domain_aio_events gauge"]
     for h in data["domains"]:
-        out.append(f'aiohook_domain_aio_events{{domain="{_label(h["domain"])}"}} {h["events"]}')
+        out.append(f'aiohook_domain_aio_events{{domain="{_escape_label(h["domain"])}"}} {h["events"]}')
     out += ["# HELP aiohook_domain_aio_silent_fallback 1 when QEMU logged a fallback to the "
             "thread pool since it started", "# TYPE aiohook_domain_aio_silent_fallback gauge"]
     for h in data["domains"]:
-        out.append(f'aiohook_domain_aio_silent_fallback{{domain="{_label(h["domain"])}"}} '
+        out.append(f'aiohook_domain_aio_silent_fallback{{domain="{_escape_label(h["domain"])}"}} '
                    f'{1 if h["aio"]["state"] == "fallback" else 0}')
     out += ["# HELP aiohook_domain_aio_state 1 for the domain's AIO state (fallback, native, "
             "partial, not-opened-yet, no-native, unknown)", "# TYPE aiohook_domain_aio_state gauge"]
     for h in data["domains"]:
         for state in STATES:
-            out.append(f'aiohook_domain_aio_state{{domain="{_label(h["domain"])}",state="{state}"}} '
+            out.append(f'aiohook_domain_aio_state{{domain="{_escape_label(h["domain"])}",state="{state}"}} '
                        f'{1 if h["aio"]["state"] == state else 0}')
     out += ["# HELP aiohook_domain_aio_expected_contexts AIO contexts the domain opens once "
             "every disk was used", "# TYPE aiohook_domain_aio_expected_contexts gauge"]
     for h in data["domains"]:
         if "expected_contexts" in h["aio"]:
-            out.append(f'aiohook_domain_aio_expected_contexts{{domain="{_label(h["domain"])}"}} '
+            out.append(f'aiohook_domain_aio_expected_contexts{{domain="{_escape_label(h["domain"])}"}} '
                        f'{h["aio"]["expected_contexts"]}')
     return "\n".join(out) + "\n"
-
-
-def cmd_budget(args) -> int:
-    data = collect()
-    if args.format == "json":
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    elif args.format == "prometheus":
-        sys.stdout.write(render_prometheus(data))
-    else:
-        sys.stdout.write(render_text(data))
-    return EXIT_OK
-
-
-def cmd_doctor(args) -> int:
-    from aiohook.budget import doctor
-
-    rep = doctor.examine(args.libvirt_config_dir, args.hooks_dir, _reserve())
-    if args.format == "json":
-        sys.stdout.write(json.dumps(rep.to_dict(), indent=2, sort_keys=True) + "\n")
-    else:
-        sys.stdout.write(doctor.render_text(rep))
-    if args.apply:
-        for line in doctor.apply_fix(rep, args.sysctl_file):
-            print(line)
-        rep.problems = [p for p in rep.problems if not p.startswith("fs.aio-max-nr")]
-    return EXIT_FINDINGS if rep.problems else EXIT_OK
-
-
-@verb("budget", "show the host AIO budget: aio-nr/aio-max-nr, reservations, contexts per domain")
-def _budget_args(p):
-    p.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
-    p.set_defaults(func=cmd_budget)
-
-
-@verb("doctor", "check fs.aio-max-nr against the defined domains, io_uring, versions, the hook")
-def _doctor_args(p):
-    from aiohook.budget.doctor import CONFIG_DIR, HOOKS_DIR
-    from aiohook.budget.gate import SYSCTL_FILE
-
-    p.add_argument("--apply", action="store_true",
-                   help=f"write {SYSCTL_FILE} and raise fs.aio-max-nr now")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--libvirt-config-dir", default=CONFIG_DIR, help=argparse_help("domain XMLs"))
-    p.add_argument("--hooks-dir", default=HOOKS_DIR)
-    p.add_argument("--sysctl-file", default=SYSCTL_FILE)
-    p.set_defaults(func=cmd_doctor)
-
-
-def argparse_help(what: str) -> str:
-    return f"where libvirt keeps the {what}"
