@@ -170,12 +170,20 @@ class DiskFacts(Record):
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
+    """The numbers of a version, as far as it reads as one: "9.2.0" -> (9, 2, 0),
+    "6.8.0-45-generic" -> (6, 8, 0), "8.2.2 (Debian 1:8.2.2)" -> (8, 2, 2).
+
+    Each dot-separated piece gives its leading ASCII digits; a piece without any,
+    or with anything after them, ends the version. The one version parser (issue 12).
+    """
     parts = []
     for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
+        end = 0
+        while end < len(piece) and "0" <= piece[end] <= "9":
+            end += 1
+        if not end:
             break
-        parts.append(int(digits))
-        if not piece.isdigit():
+        parts.append(int(piece[:end]))
+        if end < len(piece):
             break
     return tuple(parts)

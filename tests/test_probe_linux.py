@@ -15,17 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiohook.facts import SourceRequest
+from aiohook.facts import SourceRequest, version_tuple
 from aiohook.lab.storage import LAB_KINDS, HangingFuseMount, LabUnavailable, StorageLab
 from aiohook.probe.bounded import abandoned_threads
-from aiohook.probe.linux import (
-    LinuxProbe,
-    block_transport,
-    fs_type_for,
-    parse_mountinfo,
-    resolve_pool_volume,
-)
+from aiohook.probe.host import kernel_io_uring
+from aiohook.probe.linux import LinuxProbe
+from aiohook.probe.pools import resolve_pool_volume
 from aiohook.probe.qcow2 import QCOW2_MAGIC, Qcow2Error, parse_header
+from aiohook.probe.sources import block_transport, fs_type_for, parse_mountinfo
 
 KERNEL = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
 LAB_SIZE = 64 << 20
@@ -422,6 +419,51 @@ def test_io_uring_sysctl(tmp_path, value, expected):
 def test_io_uring_without_sysctl_follows_the_kernel_version(tmp_path):
     probe = LinuxProbe(cache_dir=str(tmp_path), proc_root=str(tmp_path / "proc"))
     assert probe.host_facts(str(tmp_path / "none")).io_uring is ((5, 1) <= KERNEL < (6, 6))
+
+
+@pytest.mark.parametrize("release, expected", [
+    ("4.19.0", False),  # before io_uring
+    ("5.15.0-105-generic", True),  # io_uring, no switch yet
+    ("6.5.13", True),
+    ("6.6.0", False),  # 6.6+ registers the sysctl whenever io_uring is built in
+    ("6.8.0-45-generic", False),
+    ("6.1-rc1", True),
+    ("not-a-release", None),
+])
+def test_io_uring_without_sysctl_on_a_fake_proc_root(tmp_path, release, expected):
+    """One reading of a missing kernel.io_uring_disabled, for the hook and calibrate
+    alike (calibrate read it as allowed on 6.6+, where it means no io_uring)."""
+    from aiohook.calibrate.runner import host_info
+
+    proc = tmp_path / "proc"
+    (proc / "sys/kernel").mkdir(parents=True)
+    (proc / "sys/kernel/osrelease").write_text(release + "\n")
+    probe = LinuxProbe(cache_dir=str(tmp_path), proc_root=str(proc))
+    assert probe.host_facts(str(tmp_path / "none")).io_uring is expected
+    assert kernel_io_uring(str(proc))[0] is expected
+    host = host_info(str(tmp_path), proc_root=str(proc))
+    assert host["io_uring_host"]["allowed"] is (expected is True)
+
+
+def test_unreadable_io_uring_sysctl_is_unknown(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "sys/kernel/io_uring_disabled").mkdir(parents=True)  # a directory: EISDIR
+    allowed, why = kernel_io_uring(str(proc))
+    assert allowed is None and why.startswith("cannot read ")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("9.2.0", (9, 2, 0)),
+    ("6.8.0-45-generic", (6, 8, 0)),
+    ("8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)", (8, 2, 2)),
+    ("6.1-rc1", (6, 1)),  # was (6, 11): the digits of a piece were joined
+    ("10", (10,)),
+    ("", ()),
+    ("v1.2", ()),
+    ("1.\u00b2", (1,)),  # a superscript two is a digit to str.isdigit, not to int()
+])
+def test_version_tuple(text, expected):
+    assert version_tuple(text) == expected
 
 
 # ---------------------------------------------------------------- pool volumes

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from aiohook.facts import SourceRequest
-from aiohook.probe import linux
+from aiohook.probe import sources
 
 REAL_OPEN = os.open
 REAL_STAT = os.stat
@@ -123,7 +123,7 @@ def test_fifo_char_device_and_links_to_them_are_never_opened(tmp_path, objects, 
             if which == "file":
                 continue
             started = time.monotonic()
-            facts = linux.probe_path(SourceRequest(objects[which], "raw"))
+            facts = sources.probe_path(SourceRequest(objects[which], "raw"))
             assert time.monotonic() - started < 1.0
             assert facts.kind == "unknown", (which, facts)
             assert "source is a" in facts.error
@@ -163,7 +163,7 @@ def test_swap_right_after_the_check_changes_nothing(tmp_path, objects, monkeypat
                 m.setattr(os, "open", witness)
                 m.setattr(os, "stat", stat_then_swap)
                 m.setattr(os, "fstat", fstat_then_swap)
-                facts = linux.probe_path(SourceRequest(src, "raw"))
+                facts = sources.probe_path(SourceRequest(src, "raw"))
             assert not armed[0], "the swap never happened: the probe changed, fix this test"
             results.append((evil, facts))
     finally:
@@ -199,7 +199,7 @@ def test_racing_swaps_never_open_anything_else(tmp_path, objects, monkeypatch):
     runs = 3000
     src = str(tmp_path / "source.raw")
     _put(objects, "file", src, str(tmp_path / "first.tmp"))
-    mounts = linux.parse_mountinfo(open("/proc/self/mountinfo").read())
+    mounts = sources.parse_mountinfo(open("/proc/self/mountinfo").read())
     witness = OpenWitness()
     fifo_readers = FifoWitness(objects["fifo"])
     kinds: dict[str, int] = {}
@@ -212,7 +212,7 @@ def test_racing_swaps_never_open_anything_else(tmp_path, objects, monkeypatch):
         for _ in range(runs):
             t0 = time.monotonic()
             try:
-                facts = linux.probe_path(SourceRequest(src, "raw"), mounts)
+                facts = sources.probe_path(SourceRequest(src, "raw"), mounts)
             except Exception as exc:  # noqa: BLE001 - a probe that raises is a failure too
                 wrong.append(f"probe_path raised {type(exc).__name__}: {exc}")
                 continue

@@ -133,9 +133,9 @@ _VERSIONS: dict[str, str | None] = {}
 def _qemu_version(exe: str) -> str | None:
     if exe not in _VERSIONS:
         try:
-            from aiohook.probe.linux import LinuxProbe
+            from aiohook.probe.host import BinaryFacts
 
-            _VERSIONS[exe] = LinuxProbe(libvirt_daemons=()).host_facts(exe).qemu_version
+            _VERSIONS[exe] = BinaryFacts().qemu(exe).get("version")
         except Exception:  # noqa: BLE001 - an unknown version counts as 1024 per context
             _VERSIONS[exe] = None
     return _VERSIONS[exe]

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
+from aiohook.probe.host import AIO_MAX_NR, AIO_NR, read_sysctl_int
 from aiohook.record import Record
 
-PROC_ROOT = "/proc"
-
-
-def _read_int(path: str) -> int:
-    with open(path) as fh:
-        return int(fh.read().strip())
+PROC_ROOT = "/proc"  # where read_supply looks when not told (a fake host's, in tests)
 
 
 class Supply(Record):
@@ -37,6 +31,7 @@ class Supply(Record):
 
 
 def read_supply(reserve: int = 0, proc_root: str | None = None) -> Supply:
+    """The host's counters now. Raises OSError or ValueError when they cannot be read."""
     root = proc_root or PROC_ROOT
-    return Supply(_read_int(os.path.join(root, "sys/fs/aio-max-nr")),
-                  _read_int(os.path.join(root, "sys/fs/aio-nr")), max(0, int(reserve or 0)))
+    return Supply(read_sysctl_int(AIO_MAX_NR, root), read_sysctl_int(AIO_NR, root),
+                  max(0, int(reserve or 0)))

@@ -20,12 +20,12 @@ _EXPORTS = {
     "plot": "report",
     "render_json": "report",
     "render_text": "report",
-    "WORKLOAD": "runner",
-    "CalTarget": "runner",
-    "classify_path": "runner",
-    "geomean": "runner",
+    "WORKLOAD": "scoring",
+    "CalTarget": "targets",
+    "classify_path": "targets",
+    "geomean": "scoring",
     "mode_allowed": "runner",
-    "regret": "runner",
+    "regret": "scoring",
     "run_calibration": "runner",
 }
 

@@ -1,7 +1,8 @@
 """One `qemu-img bench` run: command line, output parsing, CPU accounting, stall tracing.
 
 Everything here is about a single child process. The campaign (rounds, rotation,
-medians, safety filter, regret) lives in aiohook.calibrate.runner.
+safety filter) lives in aiohook.calibrate.runner, medians and regret in
+aiohook.calibrate.scoring.
 
 Access pattern (stated once, used everywhere): `qemu-img bench` has no random
 mode; it starts at offset 0 and adds STEP (-S) to the offset after each request,
@@ -198,21 +199,6 @@ def try_bench(spec: BenchSpec) -> str | None:
         return None
     except AiohookError as e:
         return str(e)
-
-
-def io_uring_host_allowed() -> tuple[bool, str]:
-    """kernel.io_uring_disabled must be 0 (Linux 6.6+); absent sysctl means allowed."""
-    p = "/proc/sys/kernel/io_uring_disabled"
-    try:
-        with open(p) as f:
-            v = f.read().strip()
-    except FileNotFoundError:
-        return True, "no kernel.io_uring_disabled sysctl (kernel < 6.6): allowed"
-    except OSError as e:
-        return False, f"cannot read {p}: {e}"
-    if v == "0":
-        return True, "kernel.io_uring_disabled=0"
-    return False, f"kernel.io_uring_disabled={v} (QEMU under libvirt runs unprivileged)"
 
 
 def image_info(path: str) -> dict:

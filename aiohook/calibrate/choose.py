@@ -46,7 +46,7 @@ def rescore(result: dict, choose_by_class) -> dict:
 
     choose_by_class(entry) -> mode; entry is one item of result["classes"].
     """
-    from aiohook.calibrate.runner import regret
+    from aiohook.calibrate.scoring import regret
 
     for entry in result["classes"]:
         chosen = choose_by_class(entry)

@@ -1,7 +1,10 @@
 """Host probes behind one interface.
 
-`LinuxProbe` (probe/linux.py) asks the running host; `RecordedProbe`
-(probe/recorded.py) answers from a facts YAML file written by `aiohook facts`.
+`LinuxProbe` (probe/linux.py) asks the running host: source paths through
+probe/sources.py, the kernel and the QEMU/libvirt binaries through
+probe/host.py (the one reader of host facts: the budget and calibrate ask it
+too), volumes through probe/pools.py. `RecordedProbe` (probe/recorded.py)
+answers from a facts YAML file written by `aiohook facts`.
 The policy never imports this package: it only sees DiskFacts/HostFacts.
 """
 
