@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import os
 
-from aiohook import __version__, jsonlite
-from aiohook.cachekey import sha256_hex
-from aiohook.errors import AiohookError, PolicyError
-from aiohook.paths import cache_dir, config_dir, packaged
+from aiohook.errors import PolicyError
+from aiohook.paths import config_dir, packaged
 
 SETTINGS_FILE = "aiohook.yaml"
 MAX_SETTINGS_BYTES = 1 << 20
@@ -90,25 +88,20 @@ def settings_path() -> str:
 
 
 def load_settings(path: str | None = None, *, use_cache: bool = True) -> Settings:
+    from aiohook.policy.loader import load_compiled
+
     path = path or settings_path()
     data = _read(path)
-    digest = sha256_hex(
-        b"\0".join((__version__.encode(), os.path.abspath(path).encode(), data))
-    )
-    directory = cache_dir() if use_cache else None
-    cached = os.path.join(directory, f"settings-{digest[:32]}.json") if directory else None
-    if cached:
-        try:
-            with open(cached, "rb") as fh:
-                values = jsonlite.loads(fh.read())
-            if set(values) == set(DEFAULTS):
-                return Settings(path, **values)
-        except (OSError, ValueError, TypeError):
-            pass
-    settings = parse_settings(data, path)
-    if cached:  # no usable cache directory only costs speed
-        _store(cached, settings)
-    return settings
+    return load_compiled("settings", (os.path.abspath(path).encode(), data),
+                         lambda: parse_settings(data, path),
+                         lambda values: _revive(path, values), Settings.to_dict,
+                         use_cache=use_cache)
+
+
+def _revive(path: str, values: dict) -> Settings:
+    if set(values) != set(DEFAULTS):
+        raise KeyError("a cached entry from another set of keys")
+    return Settings(path, **values)
 
 
 def _read(path: str) -> bytes:
@@ -197,14 +190,3 @@ def _resolve_rules(spec: str, settings_file: str) -> str:
     if not os.path.isabs(spec):
         spec = os.path.join(os.path.dirname(os.path.abspath(settings_file)), spec)
     return spec
-
-
-def _store(cached: str, settings: Settings) -> None:
-    """Best effort: an unwritable cache only costs speed."""
-    from aiohook.fsutil import atomic_write
-
-    try:
-        os.makedirs(os.path.dirname(cached), mode=0o755, exist_ok=True)
-        atomic_write(cached, jsonlite.dumps(settings.to_dict()).encode())
-    except (OSError, AiohookError):
-        pass

@@ -142,10 +142,12 @@ def test_shipped_file_parses_and_documents_every_key():
 
 def test_no_usable_cache_directory_only_costs_speed(tmp_path, monkeypatch):
     """cache_dir() is None when no safe place exists: settings still load (this
-    raised TypeError from os.path.join(None, ...) before)."""
+    raised TypeError from os.path.join(None, ...) before). The settings and the
+    rules share one compiled-cache helper, policy.loader.load_compiled."""
+    import aiohook.policy.loader as loader
     import aiohook.settings as settings_module
 
-    monkeypatch.setattr(settings_module, "cache_dir", lambda: None)
+    monkeypatch.setattr(loader, "cache_dir", lambda: None)
     cfg = tmp_path / "etc"
     cfg.mkdir()
     (cfg / "aiohook.yaml").write_text("enforce: refuse\n")

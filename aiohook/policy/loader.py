@@ -44,31 +44,41 @@ def load_ruleset(spec: str | None = None, *, use_cache: bool = True) -> Ruleset:
     data = read_policy(path, MAX_RULES_BYTES)  # the hook: StrictModes check (fsutil)
     if len(data) > MAX_RULES_BYTES:
         raise PolicyError(f"rules file is over {MAX_RULES_BYTES} bytes", file=path)
-    directory = cache_dir() if use_cache else None
-    digest = sha256_hex(__version__.encode() + b"\0" + data)
-    cached = os.path.join(directory, f"rules-{digest[:32]}.json") if directory else None
-    if cached:
-        try:
-            with open(cached, "rb") as fh:
-                ruleset = Ruleset.from_compiled(jsonlite.loads(fh.read()))
-            ruleset.source = path
-            return ruleset
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    from aiohook.policy.ruleset import parse_ruleset
 
-    ruleset = parse_ruleset(data, path)
-    if cached:
-        _store(cached, ruleset)
+    def compile_rules() -> Ruleset:
+        from aiohook.policy.ruleset import parse_ruleset
+
+        return parse_ruleset(data, path)
+
+    ruleset = load_compiled("rules", (data,), compile_rules, Ruleset.from_compiled,
+                            Ruleset.to_compiled, use_cache=use_cache)
+    ruleset.source = path
     return ruleset
 
 
-def _store(cached: str, ruleset: Ruleset) -> None:
-    """Best effort: a read-only cache dir only costs speed."""
+def load_compiled(kind: str, key: tuple[bytes, ...], compile, revive, dump, *,
+                  use_cache: bool = True):
+    """The compiled cache shared by the rules and the settings: a JSON file in
+    cache_dir() named by the sha256 of the aiohook version and `key`. A hit is
+    revive(the JSON); a miss (or an unreadable entry) is compile(), stored as
+    dump(result) when a cache directory is usable. No usable cache directory,
+    or an unwritable one, only costs speed."""
+    directory = cache_dir() if use_cache else None
+    if directory is None:
+        return compile()
+    digest = sha256_hex(b"\0".join((__version__.encode(),) + key))
+    cached = os.path.join(directory, f"{kind}-{digest[:32]}.json")
+    try:
+        with open(cached, "rb") as fh:
+            return revive(jsonlite.loads(fh.read()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = compile()
     from aiohook.fsutil import atomic_write
 
     try:
-        os.makedirs(os.path.dirname(cached), mode=0o755, exist_ok=True)
-        atomic_write(cached, jsonlite.dumps(ruleset.to_compiled()).encode())
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        atomic_write(cached, jsonlite.dumps(dump(value)).encode())
     except (OSError, AiohookError):  # caching must never fail a load
         pass
+    return value
