@@ -98,3 +98,30 @@ def test_status_shows_invalid_settings(dirs):
     done = aiohook(env, "status", "--hooks-dir", str(hooks), check=False)
     assert done.returncode == 1
     assert "INVALID" in done.stdout and "aiohook.yaml:1: enforce" in done.stdout
+
+
+@pytest.mark.parametrize("libvirt", ["6.0.0", "10.0.0"])
+def test_doctor_and_status_agree_whether_the_hook_is_installed(tmp_path, monkeypatch, libvirt):
+    """One verdict (probe.hookfiles.installed_hook): doctor used to count any executable
+    file mentioning aiohook, so a qemu.d launcher that libvirt < 6.5 never runs was
+    'installed' for doctor and not for status."""
+    from aiohook.admin import install
+    from aiohook.budget import doctor
+    from aiohook.probe.hookfiles import MARKER
+
+    monkeypatch.setenv("AIOHOOK_CONFIG_DIR", str(tmp_path / "etc"))
+    monkeypatch.setenv("AIOHOOK_CACHE_DIR", str(tmp_path / "cache"))
+    hooks = tmp_path / "hooks"
+    (hooks / "qemu.d").mkdir(parents=True)
+    launcher = hooks / "qemu.d" / "50-aiohook"
+    launcher.write_text(f"#!/bin/sh\n{MARKER}\nexit 0\n")
+    wrapper = hooks / "qemu"  # the site's own hook, which mentions aiohook
+    wrapper.write_text("#!/bin/sh\n# see aiohook plan\nexit 0\n")
+    for path in (launcher, wrapper):
+        path.chmod(0o755)
+    monkeypatch.setattr(install, "libvirt_version", lambda: libvirt)
+    installed = install.status(str(hooks))["installed"]
+    assert installed == (libvirt == "10.0.0")
+    found = doctor.hook_status(str(hooks), libvirt)
+    assert found["installed"] == installed
+    assert found["files"] == [{"path": str(launcher), "executable": True}]
