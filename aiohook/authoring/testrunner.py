@@ -221,30 +221,16 @@ def _plan(xml_path: str, facts_path: str | None, ruleset, probes: dict):
 
     key = facts_path or ""
     if key not in probes:
-        probes[key] = make_probe(facts_path) if facts_path else _NoFactsProbe()
+        probes[key] = make_probe(facts_path) if facts_path else _no_facts_probe()
     return plan_xml(read_xml(xml_path), xml_path, ruleset, probes[key])
 
 
-class _NoFactsProbe:
+def _no_facts_probe():
     """A suite without recorded facts must not depend on this host: every source is unknown."""
+    from aiohook.facts import HostFacts
+    from aiohook.probe.recorded import RecordedProbe
 
-    def host_facts(self, emulator):
-        from aiohook.facts import HostFacts
-
-        return HostFacts()
-
-    def source_facts(self, requests, budget_s=None):
-        from aiohook.facts import SourceFacts
-
-        return {
-            r.path: SourceFacts(path=r.path, kind="unknown", error="no recorded facts")
-            for r in requests
-        }
-
-    def resolve_volume(self, pool, volume):
-        from aiohook.facts import VolumeTarget
-
-        return VolumeTarget(kind="unknown", reason="no recorded facts")
+    return RecordedProbe.from_facts(HostFacts(), {}, missing="no recorded facts")
 
 
 def _got(disk_plan) -> dict:

@@ -408,6 +408,23 @@ class RecordedProbe:
             raise FactsError("facts file is not UTF-8", file=path) from None
         del data  # a fleet's facts file is tens of MiB: not twice in memory while parsing
         self.host, self.sources, self.volumes = parse_facts(text, path)
+        self.missing = f"not in recorded facts {path}"
+
+    @classmethod
+    def from_facts(
+        cls,
+        host: HostFacts,
+        sources: Mapping[str, SourceFacts],
+        volumes: Mapping[tuple[str, str], VolumeTarget] | None = None,
+        *,
+        missing: str,
+    ) -> RecordedProbe:
+        """Facts already in memory; `missing` is the error of a source or volume not in them."""
+        probe = cls.__new__(cls)
+        probe.path = None
+        probe.host, probe.sources, probe.volumes = host, dict(sources), dict(volumes or {})
+        probe.missing = missing
+        return probe
 
     def host_facts(self, emulator: str | None) -> HostFacts:
         return self.host._replace()
@@ -420,7 +437,7 @@ class RecordedProbe:
             recorded = self.sources.get(request.path)
             if recorded is None:
                 out[request.path] = SourceFacts(
-                    path=request.path, kind="unknown", error=f"not in recorded facts {self.path}"
+                    path=request.path, kind="unknown", error=self.missing
                 )
             else:
                 out[request.path] = recorded._replace()
@@ -429,7 +446,7 @@ class RecordedProbe:
     def resolve_volume(self, pool: str, volume: str) -> VolumeTarget:
         recorded = self.volumes.get((pool, volume))
         if recorded is None:
-            return VolumeTarget(kind="unknown", reason=f"not in recorded facts {self.path}")
+            return VolumeTarget(kind="unknown", reason=self.missing)
         return recorded
 
 
