@@ -216,6 +216,18 @@ def test_best_never_native_on_sparse_and_regret_matches_scores(lab_result):
         assert 0 <= c["regret"] < 1
 
 
+def test_rescore_judges_saved_classes_as_measured(lab_result):
+    """--rescore asks the rules through a RecordedProbe of each saved class: with the
+    same rules, the saved choices and regrets come back."""
+    from aiohook.calibrate.choose import rescore, saved_class_chooser
+
+    saved = json.loads(render_json(lab_result))
+    again = rescore(json.loads(render_json(lab_result)),
+                    saved_class_chooser("default", saved["host"]))
+    assert [(c["chosen"], c["regret"]) for c in again["classes"]] == [
+        (c["chosen"], c["regret"]) for c in saved["classes"]]
+
+
 def test_render_text(lab_result):
     txt = render_text(lab_result)
     for name in ("raw-sparse", "raw-preallocated", "qcow2-off", "regret", "geometric mean"):

@@ -41,6 +41,40 @@ def rules_chooser(rules: str | None = None, probe=None):
     return choose
 
 
+def saved_class_chooser(rules: str | None, host: dict):
+    """For a saved calibration: choose(entry) -> the rules' mode for one saved class
+    (an item of result["classes"]), on the facts the saved result recorded."""
+
+    def choose(entry: dict) -> str:
+        return rules_chooser(rules, _saved_facts(entry, host))(_SavedTarget(entry))
+
+    return choose
+
+
+class _SavedTarget:
+    """What rules_chooser reads of a target, from a saved class entry."""
+
+    def __init__(self, entry: dict):
+        self.path = entry["path"]
+        self.disk_type = entry["disk_type"]
+        self.format = entry["format"]
+
+
+def _saved_facts(entry: dict, host: dict):
+    """A recorded probe of one saved class: its storage class, on the saved host. io_uring
+    is there if the host allowed it and the class has an io_uring score (qemu-img ran it)."""
+    from aiohook.facts import HostFacts, SourceFacts
+    from aiohook.probe.recorded import RecordedProbe
+
+    cls = entry["storage_class"]
+    source = SourceFacts(path=entry["path"], kind="block" if cls == "block" else "file",
+                         allocated=cls != "file-sparse", o_direct=True)
+    host_facts = HostFacts(io_uring=(host.get("io_uring_host") or {}).get("allowed"),
+                           qemu_io_uring=(entry.get("scores") or {}).get("io_uring") is not None)
+    return RecordedProbe.from_facts(host_facts, {source.path: source},
+                                    missing="not in the saved calibration")
+
+
 def rescore(result: dict, choose_by_class) -> dict:
     """Re-judge a saved calibration with other rules, without measuring again.
 
