@@ -1,4 +1,5 @@
-"""Plan a domain: parse, probe, classify, decide, and edit the XML in place."""
+"""Plan a domain: parse, probe, classify, decide. The document stays as read; the
+plan's decisions give its edits (DomainPlan.edits), applied when serializing."""
 
 from __future__ import annotations
 
@@ -55,15 +56,22 @@ class DomainPlan(Record):
         self.host = host
         self.disks = [] if disks is None else disks
         self.skipped = skipped
-        self.aio = aio  # the AIO demand of the rewritten domain (budget)
+        self.aio = aio  # the AIO demand of the rewritten domain (budget), for reports
 
     @property
     def changed(self) -> bool:
         return any(d.decision.changed for d in self.disks)
 
-    def rewritten(self) -> bytes:
-        """The domain XML as aiohook rewrites it."""
-        return self.document.serialize()
+    @property
+    def edits(self) -> dict[int, dict[str, str | None]]:
+        """What the decisions change: {disk index: {"cache": ..., "io": ...}}
+        (aiohook.domxml.document's edits; a value None removes the attribute)."""
+        return {i: {"cache": d.decision.cache_after, "io": d.decision.io_after}
+                for i, d in enumerate(self.disks) if d.decision.changed}
+
+    def rewritten(self, edits: dict | None = None) -> bytes:
+        """The domain XML as aiohook rewrites it: with the plan's edits, or with `edits`."""
+        return self.document.serialize(self.edits if edits is None else edits)
 
     def to_json(self) -> dict:
         out = {
@@ -103,9 +111,6 @@ def plan_document(doc: DomainDocument, ruleset: Ruleset, probe: Probe, *,
         facts = disk_facts(name, disk, source, volume)
         decision = decide(facts, host, ruleset, pin=overrides.pins.get(facts.target or ""),
                           skip=overrides.skip, explain=explain)
-        if decision.changed:
-            disk.set_driver_attr("cache", decision.cache_after)
-            disk.set_driver_attr("io", decision.io_after)
         plan.disks.append(DiskPlan(facts, decision, disk.sourceline))
     return plan
 

@@ -14,7 +14,7 @@ qemuxml2xmloutdata). Nothing of the corpus is committed here.
    refuse O_DIRECT, files of unknown allocation, missing sources; volumes
    resolve to such paths, to a network pool, or not at all.
 2. Every domain is planned and rewritten in this process, exactly as
-   `aiohook rewrite --facts F` does (cli.iter_plans, DomainDocument.serialize),
+   `aiohook rewrite --facts F` does (fleet.iter_plans, DomainPlan.rewritten),
    and the result is checked:
    - rewrite succeeds, or fails with a one-line AiohookError whose exit code
      is documented in README.md ("Exit codes") and is not 70 (internal);
@@ -245,7 +245,7 @@ class Checker:
         from aiohook.planner import plan_xml
 
         plan = plan_xml(data, label, self.ruleset, self.probe)
-        return plan, plan.document.serialize()
+        return plan, plan.rewritten()
 
     def hook_path(self, data: bytes, label: str, plan, out: bytes | None,
                   error: AiohookError | None) -> str | None:
@@ -260,7 +260,7 @@ class Checker:
             self.counts["hook path: expat" if isinstance(doc, LiteDocument)
                         else "hook path: lxml"] += 1
             lite = plan_document(doc, self.ruleset, self.probe)
-            lite_out = lite.document.serialize()
+            lite_out = lite.rewritten()
         except AiohookError as exc:
             if error is None:
                 return f"the hook's path fails where the CLI's does not: {exc.one_line()}"

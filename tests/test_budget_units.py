@@ -180,6 +180,7 @@ def test_gate_reserve_and_modes(fake_host):
     ledger.settle("one", "release", "end")
     deg = gate.gate_prepare(_plan(ONE), settings("degrade", reserve=1025))
     assert not deg.allowed and "degrade cannot apply at prepare" in deg.message
+    assert "aiohook apply" not in deg.message.splitlines()[-1]  # apply does no degrade
 
 
 def test_gate_uses_io_as_found_not_rewrite(fake_host):
@@ -187,8 +188,11 @@ def test_gate_uses_io_as_found_not_rewrite(fake_host):
 
     fake_host.set_aio(1024, 1024)
     plan = _plan(ONE)
-    plan.document.disks()[0].set_driver_attr("io", "threads")  # aiohook's rewrite
-    plan.disks = [DiskPlan(None, SimpleNamespace(io_before="native"))]
+    plan.disks = [DiskPlan(None, SimpleNamespace(  # aiohook's rewrite: native -> threads
+        changed=True, io_before="native", io_after="threads", cache_before="none",
+        cache_after="none"))]
+    assert demand.demand_for(plan)["events_max"] == 0  # as rewritten
+    assert demand.demand_for(plan, as_found=True)["events_max"] == 1024
     assert not gate.gate_prepare(plan, settings()).allowed
 
 
@@ -306,17 +310,23 @@ def test_degrade_moves_just_enough(fake_host):
                name="x")
     fake_host.set_aio(65536, 65536 - 2048)  # room for 2 of its 3 contexts
     plan = _plan(x)
-    lines = gate.degrade(plan, settings("degrade"))
-    ios = {d.target: d.io for d in plan.document.disks()}
-    assert sum(v != "native" for v in ios.values()) == 1 and "io_uring" in ios.values()
-    assert plan.aio["events_at_start"] == 2048 and lines
+    moved = gate.degrade(plan, settings("degrade"), {})
+    ios = plan.document.disk_io(moved.edits)
+    assert sum(v != "native" for v in ios) == 1 and "io_uring" in ios
+    assert moved.demand["events_at_start"] == 2048 and moved.lines
+    assert plan.document.disk_io() == ["native"] * 3  # degrade returns edits, edits nothing
+    assert b"io_uring" in plan.document.serialize(moved.edits)
     fake_host.set_aio(65536, 65536 - 512)  # no room at all: threads without io_uring
     plan = _plan(x, io_uring=False)
-    gate.degrade(plan, settings("degrade"))
-    assert {d.io for d in plan.document.disks()} == {"threads"}
+    moved = gate.degrade(plan, settings("degrade"), {})
+    assert set(plan.document.disk_io(moved.edits)) == {"threads"}
+    # degrade starts from the edits it is given: with vda already off native, it moves less
+    assert gate.degrade(plan, settings("degrade"), {2: {"io": "threads"}}).edits == {
+        0: {"io": "threads"}, 1: {"io": "threads"}}
     fake_host.set_aio(65536, 0)
     plan = _plan(x)
-    assert gate.degrade(plan, settings("degrade")) == []
+    fits = gate.degrade(plan, settings("degrade"), {})
+    assert (fits.edits, fits.lines) == ({}, [])
 
 
 def test_guest_name_parsing():

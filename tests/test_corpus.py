@@ -66,18 +66,19 @@ def test_checker_catches_a_change_beyond_io_cache(tmp_path, monkeypatch):
 
     real = DomainDocument.serialize
     monkeypatch.setattr(DomainDocument, "serialize",
-                        lambda self: real(self).replace(b"</name>", b"-x</name>", 1))
+                        lambda self, edits=None: real(self, edits).replace(b"</name>", b"-x</name>", 1))
     checker, text = _run(str(tmp_path))
     assert any("differs beyond io/cache" in v for v in checker.violations), text
 
 
 def test_checker_catches_native_without_direct_cache(tmp_path, monkeypatch):
     shutil.copy(os.path.join(FIXTURES, "virtinst-block-native.xml"), tmp_path)
-    from aiohook.domxml.disk import DiskElement
+    from aiohook.planner import DomainPlan
 
-    real = DiskElement.set_driver_attr
-    monkeypatch.setattr(DiskElement, "set_driver_attr", lambda self, name, value: real(
-        self, name, "writeback" if name == "cache" and value is not None else value))
+    real = DomainPlan.edits.fget
+    monkeypatch.setattr(DomainPlan, "edits", property(lambda self: {
+        i: {**edit, "cache": "writeback" if edit["cache"] is not None else None}
+        for i, edit in real(self).items()}))
     monkeypatch.setattr("aiohook.policy.engine.refusals", lambda *a, **k: [])
     checker, text = _run(str(tmp_path))
     assert any("io='native' with cache=" in v for v in checker.violations), text

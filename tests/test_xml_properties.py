@@ -55,7 +55,7 @@ def ruleset():
 
 def rewrite(xml: bytes, ruleset, probe):
     plan = plan_xml(xml, "generated.xml", ruleset, probe)
-    return plan, plan.document.serialize()
+    return plan, plan.rewritten()
 
 
 def _tree(data: bytes) -> etree._ElementTree:

@@ -120,18 +120,17 @@ def _disk_controller(disk) -> str:
     return "0"
 
 
-def native_disks(doc, io_override: list[str | None] | None = None) -> list[dict]:
+def native_disks(doc, io: list[str | None] | None = None) -> list[dict]:
     """Each disk that does native AIO, and the threads its I/O runs in.
 
-    io_override, when given, is the io of each disk of doc.disks() in order
-    (e.g. the io as found, before aiohook rewrote the document). "scsi_iothread"
-    marks threads that a virtio-scsi controller binds at realize (open-time)."""
+    io is the io of each disk of doc.disks(), in order (DomainDocument.disk_io);
+    None: as the document has it. "bound_at_realize" marks the disks whose
+    threads a virtio-scsi controller binds at realize (open-time)."""
     vcpus = _vcpus(doc)
     scsi = None
     out = []
     for i, disk in enumerate(doc.disks()):
-        io = io_override[i] if io_override is not None else disk.io
-        if io != "native" or disk.type not in _IO_TYPES or not disk.has_source:
+        if (io[i] if io is not None else disk.io) != "native" or disk.type not in _IO_TYPES or not disk.has_source:
             continue
         threads: list[str] = []
         realize = False
@@ -186,11 +185,12 @@ def contexts_for(disks: list[dict], model: str) -> list[dict]:
 
 
 def demand_for_document(doc, qemu_version: str | None,
-                        io_override: list[str | None] | None = None) -> dict:
-    """The AIO demand of a domain document (see the module docstring)."""
+                        io: list[str | None] | None = None) -> dict:
+    """The AIO demand of a domain document (see the module docstring) with each
+    disk's io as in `io` (None: as the document has it)."""
     per = events_per_context(qemu_version)
     model = model_for(qemu_version)
-    disks = native_disks(doc, io_override)
+    disks = native_disks(doc, io)
     contexts = contexts_for(disks, model)
     at_start = [c for c in contexts if c["opens"] == "start"]
     ctx_start, ctx_max = len(at_start), len(contexts)
@@ -216,12 +216,8 @@ def _num(text: str):
 
 
 def demand_for(plan, *, as_found: bool = False) -> dict:
-    """Demand of a DomainPlan: of the domain as rewritten (plan.document), or,
-    with as_found=True, with each disk's io as it was before aiohook's decision
-    (what QEMU gets at prepare, where libvirt ignores any rewrite)."""
-    override = None
-    if as_found and plan.disks:
-        override = [d.decision.io_before for d in plan.disks]
-        if len(override) != len(plan.document.disks()):
-            override = None
-    return demand_for_document(plan.document, plan.host.qemu_version, override)
+    """Demand of a DomainPlan: of the domain as rewritten (its document with the
+    plan's edits), or, with as_found=True, as found (what QEMU gets at prepare,
+    where libvirt ignores any rewrite)."""
+    io = None if as_found else plan.document.disk_io(plan.edits)
+    return demand_for_document(plan.document, plan.host.qemu_version, io)

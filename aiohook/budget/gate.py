@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from aiohook.budget import ledger as _ledger
 from aiohook.budget import procscan
-from aiohook.budget.demand import demand_for
+from aiohook.budget.demand import demand_for, demand_for_document
 from aiohook.budget.supply import Supply, read_supply
 from aiohook.record import Record
 
@@ -186,18 +186,19 @@ def gate_prepare(plan, settings) -> GateOutcome:
                            demand, need, avail, not unrecorded, unrecorded)
     if mode == "degrade":
         msg += ("\n(on_budget_exceeded: degrade cannot apply at prepare: libvirt ignores a "
-                "prepare hook's XML, so the start is refused; degrade works at restore, incoming "
-                f"migration and `aiohook apply {name}`)")
+                "prepare hook's XML, so the start is refused; degrade works only where the hook "
+                "rewrites the XML: at restore and incoming migration)")
     return GateOutcome(False, msg, demand, need, avail, False)
 
 
-def check_incoming(plan, settings) -> GateOutcome:
+def check_incoming(plan, settings, edits: dict) -> GateOutcome:
     """At `migrate begin` (incoming) and `restore begin`, with on_budget_exceeded:
-    refuse: would the domain as aiohook prints it fit? Refusing here stops an
-    incoming migration before the destination starts anything; nothing is
-    reserved (the prepare gate that follows does that)."""
+    refuse: would the domain as aiohook prints it (its document with `edits`) fit?
+    Refusing here stops an incoming migration before the destination starts
+    anything; nothing is reserved (the prepare gate that follows does that)."""
     mode, reserve, check = _settings(settings)
-    demand = demand_for(plan)
+    doc = plan.document
+    demand = demand_for_document(doc, plan.host.qemu_version, doc.disk_io(edits))
     need = demand[check]
     if need <= 0 or mode != "refuse":
         return GateOutcome(True, "", demand, need)
@@ -212,60 +213,69 @@ def check_incoming(plan, settings) -> GateOutcome:
 # --------------------------------------------------------------------- degrade
 
 
+class Degrade(Record):
+    """What degrade decided: more edits (disk index -> {"io": ...}), one human
+    line per moved disk plus a summary (empty when nothing moved), and the AIO
+    demand of the domain with all the edits."""
 
-def degrade(plan, settings) -> list[str]:
-    """Move just enough native disks of plan.document to io_uring (where the host
-    allows it) or threads so the domain's checked demand fits what is available.
-    Edits plan.document in place; returns one human line per moved disk (empty
-    when it fits already). plan.aio is refreshed."""
-    from aiohook.budget.demand import demand_for_document
+    FIELDS = ("edits", "lines", "demand")
 
+    def __init__(self, edits: dict, lines: list[str], demand: dict):
+        self.edits = edits
+        self.lines = lines
+        self.demand = demand
+
+
+def degrade(plan, settings, edits: dict) -> Degrade:
+    """The edits that move just enough native disks of the domain (plan.document
+    with `edits`) to io_uring (where the host allows it) or threads so its checked
+    demand fits what is available. The document is not touched."""
     mode, reserve, check = _settings(settings)
     doc = plan.document
     version = plan.host.qemu_version
-    demand = demand_for_document(doc, version)
+    io = doc.disk_io(edits)
+    demand = demand_for_document(doc, version, io)
     if demand[check] <= 0:
-        return []
+        return Degrade({}, [], demand)
     avail = room(_ledger.snapshot(), plan.name, reserve)[3]
     if demand[check] <= avail:
-        plan.aio = demand
-        return []
+        return Degrade({}, [], demand)
     target_io = "io_uring" if plan.host.io_uring_usable() else "threads"
-    disks = {d.target: d for d in doc.disks()}
-    moved: list[str] = []
+    index = {d.target: i for i, d in enumerate(doc.disks())}
+    moved: dict = {}
+    lines: list[str] = []
 
     def move(targets):
         for t in targets:
-            el = disks.get(t)
-            if el is None or el.io != "native":
+            i = index.get(t)
+            if i is None or io[i] != "native":
                 continue
-            el.set_driver_attr("io", target_io)
-            moved.append(f"{plan.name}: disk {t}: io native -> {target_io} "
+            io[i] = target_io
+            moved[i] = {"io": target_io}
+            lines.append(f"{plan.name}: disk {t}: io native -> {target_io} "
                          f"(AIO budget: {demand[check]} events {check.replace('events_', '')} "
                          f"> {max(0, avail)} available)")
 
     while True:
-        current = demand_for_document(doc, version)
+        current = demand_for_document(doc, version, io)
         if current[check] <= avail or not current["native_disks"]:
             break
         # The smallest group of native disks whose move closes a context.
         best = None
         for group in current["contexts"]:
-            trial = [t for t in group["disks"] if t in disks]
-            saved = {t: disks[t].io for t in trial}
+            trial = [t for t in group["disks"] if t in index]
+            trial_io = list(io)
             for t in trial:
-                disks[t].set_driver_attr("io", target_io)
-            gain = current[check] - demand_for_document(doc, version)[check]
-            for t, io in saved.items():
-                disks[t].set_driver_attr("io", io)
+                trial_io[index[t]] = target_io
+            gain = current[check] - demand_for_document(doc, version, trial_io)[check]
             if gain > 0 and (best is None or (len(trial), -gain) < (len(best[0]), -best[1])):
                 best = (trial, gain)
         if best is None:  # no single group closes a context: every native disk goes
             move(current["native_disks"])
             break
         move(best[0])
-    plan.aio = demand_for_document(doc, version)
-    if moved:
-        moved.append(f"{plan.name}: AIO demand now {plan.aio[check]} events "
+    after = demand_for_document(doc, version, io)
+    if lines:
+        lines.append(f"{plan.name}: AIO demand now {after[check]} events "
                      f"{check.replace('events_', '')}, {max(0, avail)} available")
-    return moved
+    return Degrade(moved, lines, after)

@@ -1,8 +1,9 @@
-"""One <disk> element, read and edited through XPath-backed properties.
+"""One <disk> element, read through XPath-backed properties (never edited:
+edits are applied when the document is serialized, DomainDocument.serialize).
 
 The element is lxml's (the CLI) or aiohook.domxml.lite's (the hook): this
-module uses only what both have (get, find, iterfind, attrib, set, insert,
-append, makeelement, text, tail, sourceline), so it imports neither.
+module uses only what both have (get, find, iterfind, attrib, sourceline),
+so it imports neither.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ def _flag(el: etree._Element, child: str) -> bool:
 
 
 class DiskElement:
-    def __init__(self, element: etree._Element, created: list | None = None):
+    def __init__(self, element: etree._Element):
         self.element = element
-        self._created = created if created is not None else []
         self._children: dict[str, etree._Element | None] = {}  # find() cache; see _child
-        # The <disk> element's own attributes are never edited: read once (the
-        # planner and the budget read `type` ~17 times per disk).
+        # Read once: the planner and the budget read `type` ~17 times per disk.
         self._type = element.get("type") or "file"
         self._source_path = _UNREAD
 
@@ -38,7 +37,6 @@ class DiskElement:
             found = self._children[tag] = self.element.find(tag)
             return found
 
-    # --- read -----------------------------------------------------------
     @property
     def type(self) -> str:
         return self._type
@@ -95,7 +93,7 @@ class DiskElement:
     @property
     def source_path(self) -> str | None:
         """The host path of a file/block/dir source, None when there is none."""
-        if self._source_path is _UNREAD:  # <source> is never edited: read once
+        if self._source_path is _UNREAD:  # read once
             src = self.source_element
             if src is None:
                 self._source_path = None
@@ -142,38 +140,3 @@ class DiskElement:
     def _attr(self, child: str, name: str) -> str | None:
         el = self._child(child)
         return el.get(name) if el is not None else None
-
-    # --- edit -----------------------------------------------------------
-    def set_driver_attr(self, name: str, value: str | None) -> bool:
-        """Set or remove one <driver> attribute; creates <driver> only to set.
-
-        Returns True when the document changed.
-        """
-        driver = self.driver
-        if value is None:
-            if driver is None or name not in driver.attrib:
-                return False
-            del driver.attrib[name]
-            return True
-        if driver is None:
-            driver = self._create_driver()
-        if driver.get(name) == value:
-            return False
-        driver.set(name, value)
-        return True
-
-    def _create_driver(self) -> etree._Element:
-        """Insert <driver name='qemu'/> as the first child, keeping the indentation."""
-        driver = self.element.makeelement("driver", {})
-        driver.set("name", "qemu")
-        self._children["driver"] = driver
-        parent = self.element
-        if len(parent) == 0:
-            parent.append(driver)
-            self._created.append(driver)
-            return driver
-        indent = parent.text if parent.text is not None and not parent.text.strip() else None
-        parent.insert(0, driver)
-        driver.tail = indent
-        self._created.append(driver)
-        return driver

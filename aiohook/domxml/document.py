@@ -3,6 +3,11 @@
 parse_domain builds an lxml tree (the CLI). The hook builds the same document
 over aiohook.domxml.lite's expat tree instead (parse_domain_lite), so this
 module imports lxml only where an lxml tree is parsed or serialized.
+
+A parsed document is never edited. Edits are data, applied when the document
+is serialized: {disk index (in disks() order): {<driver> attribute: value, or
+None to remove it}}. A disk without <driver> gains <driver name='qemu'/>, as
+its first child, only to set an attribute.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ def _no_external_resources():
     return _resolver_class()
 
 
-def _parser() -> etree.XMLParser:
+def hardened_parser() -> etree.XMLParser:
+    """lxml's parser with the options above and no external resource."""
     from lxml import etree
 
     parser = etree.XMLParser(**_PARSER_OPTIONS)
@@ -78,7 +84,7 @@ def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
 
     check_bytes(data, source)
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno and exc.lineno > 0 else None
         msg = re.sub(r", line \d+, column \d+$", "", (exc.msg or "malformed XML").splitlines()[0])
@@ -99,15 +105,35 @@ def parse_domain(data: bytes, source: str = "<stdin>") -> DomainDocument:
     return DomainDocument(root, source, data)
 
 
+def merge_edits(edits: dict, more: dict) -> dict:
+    """edits, then more: one set of edits (more wins where both name an attribute)."""
+    out = {i: dict(edit) for i, edit in edits.items()}
+    for i, edit in more.items():
+        out.setdefault(i, {}).update(edit)
+    return out
+
+
+def _edited(attrs: dict | None, edit: dict) -> dict | None:
+    """A <driver>'s attributes (None: no <driver>) once the edit is made."""
+    out = dict(attrs) if attrs is not None else None
+    for name, value in edit.items():
+        if value is None:
+            if out is not None:
+                out.pop(name, None)
+        else:
+            if out is None:
+                out = {"name": "qemu"}
+            out[name] = value
+    return out
+
+
 class DomainDocument:
-    """A parsed domain. Edits go through DiskElement; everything else is untouched."""
+    """A parsed domain, read through properties; never edited (see the module docstring)."""
 
     def __init__(self, root: etree._Element, source: str, original: bytes):
         self.root = root
         self.source = source
         self._original = original
-        self._created: list[etree._Element] = []  # <driver> elements this run added
-
     @property
     def original(self) -> bytes:
         """The bytes this document was parsed from."""
@@ -142,7 +168,13 @@ class DomainDocument:
         return ids or [str(i) for i in range(1, self.iothreads + 1)]
 
     def disks(self) -> list[DiskElement]:
-        return [DiskElement(el, self._created) for el in self.root.iterfind("devices/disk")]
+        return [DiskElement(el) for el in self.root.iterfind("devices/disk")]
+
+    def disk_io(self, edits: dict | None = None) -> list[str | None]:
+        """Each disk's io, in disks() order, once the edits are made."""
+        edits = edits or {}
+        return [edits[i]["io"] if "io" in edits.get(i, ()) else disk.io
+                for i, disk in enumerate(self.disks())]
 
     def controllers(self, kind: str | None = None) -> list[etree._Element]:
         path = "devices/controller" + (f"[@type='{kind}']" if kind else "")
@@ -154,36 +186,71 @@ class DomainDocument:
         except DomainXMLError as exc:  # raised with a line only: add the file
             raise DomainXMLError(exc.message, file=exc.file or self.source, line=exc.line) from None
 
-    def serialize(self) -> bytes:
-        """The document as bytes: the original with only the edited <driver> tags changed.
+    def serialize(self, edits: dict | None = None) -> bytes:
+        """The document as bytes with the edits made: the original bytes with only the
+        edited <driver> attributes changed (aiohook.domxml.textpatch).
 
-        Falls back to a full lxml serialization when the original can't be patched.
-        """
-        from aiohook.domxml.textpatch import PatchUnavailable, patch_driver_tags
+        Falls back to lxml's serialization of a tree of its own when the original
+        can't be patched (the original bytes when the edits change nothing)."""
+        from aiohook.domxml.textpatch import PatchUnavailable
 
-        disks = list(self.root.iterfind("devices/disk"))
+        edits = edits or {}
         try:
-            return patch_driver_tags(self._original, self.root, disks, self._created)
+            return self._patched(edits)
         except (PatchUnavailable, UnicodeError):
             pass
-        if not self._created and self._drivers_as_parsed():
-            return self._original  # nothing edited: never re-serialize (e.g. UTF-16 input)
-        from lxml import etree
+        if not self._changed_by(edits):
+            return self._original  # never re-serialize for nothing (e.g. UTF-16 input)
+        return _serialized_by_lxml(self._original, self.source, edits)
 
-        has_decl = self._original.lstrip().startswith(b"<?xml")
-        body = etree.tostring(self.root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
-        if not body.endswith(b"\n"):
-            body += b"\n"
-        return body
+    def _patched(self, edits: dict) -> bytes:
+        from aiohook.domxml.textpatch import patch_driver_tags
 
-    def _drivers_as_parsed(self) -> bool:
-        """True when every disk <driver> still has the attributes of the original bytes."""
-        from lxml import etree
+        disks = list(self.root.iterfind("devices/disk"))
+        return patch_driver_tags(self._original, self.root, disks, edits)
 
-        def drivers(root):
-            return [None if d is None else dict(d.attrib)
-                    for d in (disk.find("driver") for disk in root.iterfind("devices/disk"))]
-        try:
-            return drivers(etree.fromstring(self._original, _parser())) == drivers(self.root)
-        except (etree.XMLSyntaxError, ValueError):
-            return False
+    def _changed_by(self, edits: dict) -> bool:
+        """True when the edits change some <driver>'s attributes."""
+        disks = self.disks()
+        for i, edit in edits.items():
+            driver = disks[i].driver
+            attrs = dict(driver.attrib) if driver is not None else None
+            if _edited(attrs, edit) != attrs:
+                return True
+        return False
+
+
+def _serialized_by_lxml(original: bytes, source: str, edits: dict) -> bytes:
+    """lxml's serialization of the document with the edits made, on a tree parsed
+    for it: the caller's document stays as read."""
+    from lxml import etree
+
+    root = parse_domain(original, source).root
+    disks = list(root.iterfind("devices/disk"))
+    for i, edit in edits.items():
+        _edit_driver(disks[i], edit)
+    has_decl = original.lstrip().startswith(b"<?xml")
+    body = etree.tostring(root.getroottree(), encoding="UTF-8", xml_declaration=has_decl)
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return body
+
+
+def _edit_driver(disk: etree._Element, edit: dict) -> None:
+    """Make the edit in an lxml <disk> element (attributes keep their places, new ones
+    go last); a <driver name='qemu'/> made here is the first child, indented as the
+    next one is."""
+    driver = disk.find("driver")
+    for name, value in edit.items():
+        if value is None:
+            if driver is not None and name in driver.attrib:
+                del driver.attrib[name]
+            continue
+        if driver is None:
+            driver = disk.makeelement("driver", {})
+            driver.set("name", "qemu")
+            indent = disk.text if disk.text is not None and not disk.text.strip() else None
+            disk.insert(0, driver)
+            if len(disk) > 1:
+                driver.tail = indent
+        driver.set(name, value)

@@ -6,10 +6,9 @@ pyexpat, a tree that answers what DomainDocument, DiskElement, the overrides
 and the budget's demand model ask of lxml's: tags in Clark notation, attrib,
 get/set, find/findtext/iterfind over child paths (`a/b`, `tag[@attr='v']`),
 text as lxml reads it (up to the first child element, comment or PI),
-sourceline, nsmap, makeelement/insert/append. Edits go through DiskElement
-as on lxml, and serialize() patches the original bytes with the offsets expat
-reported (aiohook.domxml.textpatch), so the bytes are those the lxml path
-writes.
+sourceline, nsmap. The tree is never edited: serialize(edits) patches the
+original bytes with the offsets expat reported (aiohook.domxml.textpatch), so
+the bytes are those the lxml path writes.
 
 Hardened as parse_domain is: the same size bound and byte checks
 (document.check_bytes), no DTD (a doctype of any encoding stops the parse),
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import pyexpat
 
-from aiohook.domxml.disk import DiskElement
 from aiohook.domxml.document import DomainDocument, check_bytes, parse_domain
 from aiohook.errors import DomainXMLError
 
@@ -80,8 +78,7 @@ def _compile(path: str) -> tuple:
 class Element:
     """One element of the lite tree (see the module docstring for what it offers)."""
 
-    __slots__ = ("tag", "attrib", "get", "children", "parent", "tail", "_text", "_start", "_doc",
-                 "_ns")
+    __slots__ = ("tag", "attrib", "get", "children", "parent", "_text", "_start", "_doc", "_ns")
 
     def __init__(self, tag: str, attrib: dict, parent: Element | None = None):
         self.tag = tag
@@ -89,9 +86,8 @@ class Element:
         self.get = attrib.get  # get(key, default=None), as lxml's: the dict's own (fast)
         self.children: list[Element] = []
         self.parent = parent
-        self.tail = None
         self._text = None
-        self._start = -1  # byte offset of the start tag in the document (-1: made here)
+        self._start = -1  # byte offset of the start tag in the document
         self._doc = None
         self._ns = None  # {prefix or None: uri} declared on this element
 
@@ -105,10 +101,6 @@ class Element:
     @property
     def text(self) -> str | None:
         return self._text
-
-    @text.setter
-    def text(self, value: str | None) -> None:
-        self._text = value
 
     def __iter__(self):
         return iter(self.children)
@@ -155,7 +147,7 @@ class Element:
     @property
     def sourceline(self) -> int | None:
         """The line where the start tag ends, as libxml2 (lxml) numbers it: only
-        line feeds count (a lone CR does not). None for an element made here."""
+        line feeds count (a lone CR does not)."""
         if self._start < 0 or self._doc is None:
             return None
         return self._doc._line_of(_tag_end(self._doc._original, self._start))
@@ -173,21 +165,6 @@ class Element:
         for declared in reversed(chain):
             out.update(declared)
         return out
-
-    # -- lxml's edit API (what DiskElement uses)
-    def set(self, key: str, value: str) -> None:
-        self.attrib[key] = value
-
-    def makeelement(self, tag: str, attrib: dict | None = None) -> Element:
-        return Element(tag, dict(attrib or {}))
-
-    def insert(self, index: int, element: Element) -> None:
-        element.parent = self
-        self.children.insert(index, element)
-
-    def append(self, element: Element) -> None:
-        element.parent = self
-        self.children.append(element)
 
     def __repr__(self) -> str:
         return f"<lite Element {self.tag} at {id(self):#x}>"
@@ -360,31 +337,13 @@ def parse_domain_lite(data: bytes, source: str = "<stdin>") -> DomainDocument:
     except (_Unhandled, RecursionError, UnicodeError, ValueError):
         return parse_domain(data, source)
     DomainDocument.__init__(doc, root, source, data)
-    doc._edits = []
     doc._lines = (0, 1)
     return doc
-
-
-class _LiteDisk(DiskElement):
-    """A disk of a LiteDocument: every change is also logged, so an lxml
-    document can replay it when the bytes can't be patched (LiteDocument.serialize)."""
-
-    def __init__(self, element: Element, created: list, edits: list, index: int):
-        super().__init__(element, created)
-        self._edits = edits
-        self._index = index
-
-    def set_driver_attr(self, name: str, value: str | None) -> bool:
-        changed = super().set_driver_attr(name, value)
-        if changed:
-            self._edits.append((self._index, name, value))
-        return changed
 
 
 class LiteDocument(DomainDocument):
     """A DomainDocument over the lite tree."""
 
-    _edits: list
     _lines: tuple[int, int]  # (offset, line there): callers ask in document order
 
     def _line_of(self, offset: int) -> int:
@@ -395,37 +354,18 @@ class LiteDocument(DomainDocument):
         self._lines = (offset, line)
         return line
 
-    def disks(self) -> list[DiskElement]:
-        return [_LiteDisk(el, self._created, self._edits, i)
-                for i, el in enumerate(self.root.iterfind("devices/disk"))]
-
-    def lxml_document(self) -> DomainDocument:
-        """The same document from lxml, with this one's edits made again in order."""
-        doc = parse_domain(self._original, self.source)
-        disks = doc.disks()
-        for index, name, value in self._edits:
-            disks[index].set_driver_attr(name, value)
-        return doc
-
     def overrides(self):
         try:
             return super().overrides()
         except DomainXMLError:
             return parse_domain(self._original, self.source).overrides()  # lxml's message
 
-    def serialize(self) -> bytes:
-        """The original bytes with the edited <driver> tags changed (textpatch);
-        otherwise what the lxml document with the same edits serializes to."""
-        from aiohook.domxml.textpatch import PatchUnavailable, patch_known_offsets
+    def _patched(self, edits: dict) -> bytes:
+        """DomainDocument.serialize's patch, with the offsets expat reported."""
+        from aiohook.domxml.textpatch import patch_known_offsets
 
         disks = list(self.root.iterfind("devices/disk"))
-        try:
-            return patch_known_offsets(self._original, disks, self._created, _offset)
-        except (PatchUnavailable, UnicodeError):
-            pass
-        if not self._edits:
-            return self._original
-        return self.lxml_document().serialize()
+        return patch_known_offsets(self._original, disks, edits, _offset)
 
 
 def _offset(element: Element) -> int:

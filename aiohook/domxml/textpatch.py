@@ -1,9 +1,10 @@
-"""Write edits back into the original bytes, so everything not edited stays byte-for-byte.
+"""Make edits in the original bytes, so everything not edited stays byte-for-byte.
 
 lxml re-serializes every attribute with double quotes and normalizes markup;
 a disk edit would then show up as a diff of the whole document. Instead we
 locate each element's start tag with expat (exact byte offsets, same
-document order as lxml) and rewrite only the <driver> tags that changed.
+document order as lxml) and rewrite, in the <driver> tags of the edited
+disks, only the attributes the edits name (DomainDocument.serialize).
 The hook's expat tree (aiohook.domxml.lite) knows those offsets from its own
 parse, and patches through the same code (patch_known_offsets).
 
@@ -114,82 +115,64 @@ def _check_encoding(data: bytes) -> None:
 
 
 def patch_driver_tags(data: bytes, root: etree._Element, disks: list[etree._Element],
-                      created: list[etree._Element]) -> bytes:
-    """The original bytes with each disk's <driver> tag brought in line with the tree."""
+                      edits: dict) -> bytes:
+    """The original bytes with the edits (DomainDocument.serialize) made to the disks' <driver> tags."""
     _check_encoding(data)
     offsets = start_tag_offsets(data)
-    originals = [el for el in root.iter() if isinstance(el.tag, str)
-                 and not any(el is c for c in created)]
-    if len(originals) != len(offsets):
+    elements = [el for el in root.iter() if isinstance(el.tag, str)]
+    if len(elements) != len(offsets):
         raise PatchUnavailable("element count differs from the original")
-    index = {id(el): i for i, el in enumerate(originals)}
-    return _patch(data, disks, created, lambda el: offsets[index[id(el)]])
+    index = {id(el): i for i, el in enumerate(elements)}
+    return _patch(data, disks, edits, lambda el: offsets[index[id(el)]])
 
 
-def patch_known_offsets(data: bytes, disks: list, created: list, offset_of) -> bytes:
+def patch_known_offsets(data: bytes, disks: list, edits: dict, offset_of) -> bytes:
     """patch_driver_tags for a tree that knows where each element's start tag
     is in `data` (offset_of(element)): aiohook.domxml.lite's."""
     _check_encoding(data)
-    return _patch(data, disks, created, offset_of)
+    return _patch(data, disks, edits, offset_of)
 
 
-def _patch(data: bytes, disks: list, created: list, offset_of) -> bytes:
-    edits: list[tuple[int, int, bytes]] = []
-    for disk in disks:
+def _patch(data: bytes, disks: list, edits: dict, offset_of) -> bytes:
+    changes: list[tuple[int, int, bytes]] = []
+    for i, edit in edits.items():
+        disk = disks[i]
         driver = disk.find("driver")
         if driver is None:
-            continue
-        if any(driver is c for c in created):
-            edits.append(_insert_driver(data, offset_of(disk), disk, driver))
+            new = [(name, value) for name, value in edit.items() if value is not None]
+            if new:  # <driver name='qemu' .../> only to set something
+                changes.append(_insert_driver(data, offset_of(disk), [("name", "qemu")] + new))
             continue
         start = offset_of(driver)
         end, attrs, closing = parse_start_tag(data, start)
-        new_attrs = _merge(attrs, dict(driver.attrib), driver.nsmap)
+        new_attrs = _merge(attrs, edit)
         if new_attrs != attrs:
-            edits.append((start, end, _render_tag(b"driver", new_attrs, closing)))
-    for start, end, text in sorted(edits, reverse=True):
+            changes.append((start, end, _render_tag(b"driver", new_attrs, closing)))
+    for start, end, text in sorted(changes, reverse=True):
         data = data[:start] + text + data[end:]
     return data
 
 
-_XML_NS = "http://www.w3.org/XML/1998/namespace"
+def _merge(attrs, edit: dict) -> list:
+    """The tag's attributes with the edit made: {name: value, or None to remove}.
 
-
-def _attr_key(name: bytes, nsmap: dict) -> str | None:
-    """The lxml attrib key of a raw attribute name; None for a namespace declaration."""
-    text = name.decode("utf-8")
-    if text == "xmlns" or text.startswith("xmlns:"):
-        return None
-    prefix, sep, local = text.partition(":")
-    if not sep:
-        return text
-    uri = _XML_NS if prefix == "xml" else nsmap.get(prefix)
-    if uri is None:
-        raise PatchUnavailable(f"unbound attribute prefix {prefix}")
-    return f"{{{uri}}}{local}"
-
-
-def _merge(attrs, wanted: dict, nsmap: dict | None = None) -> list:
-    """Keep order and quoting of surviving attributes; update values; append new ones.
-
-    Namespace declarations and prefixed attributes (xml:lang, x:foo) are matched by
-    their namespace URI, as lxml keys them, and kept as written."""
+    Only the attributes the edit names change, each in its place and quoting
+    (kept as written when the value is the same); new ones go after the others.
+    Namespace declarations and prefixed attributes are never named by an edit."""
     quote = attrs[0][1] if attrs else b"'"
+    todo = {name.encode("utf-8"): value for name, value in edit.items()}
     out = []
     for name, q, raw in attrs:
-        key = _attr_key(name, nsmap or {})
-        if key is None:
-            out.append((name, q, raw))  # xmlns declaration: not an attribute to lxml
+        if name not in todo:
+            out.append((name, q, raw))
             continue
-        if key not in wanted:
+        value = todo.pop(name)
+        if value is None:
             continue  # removed
-        value = wanted.pop(key)
-        original = raw.decode("utf-8")
-        out.append((name, q, raw if _unescaped(original) == value else _escape(value, q)))
-    for key, value in wanted.items():
-        if key.startswith("{"):
-            raise PatchUnavailable(f"new namespaced attribute {key}")
-        out.append((key.encode("utf-8"), quote, _escape(value, quote)))
+        out.append((name, q, raw if _unescaped(raw.decode("utf-8")) == value else _escape(value, q)))
+    for name, value in todo.items():
+        if value is not None:
+            out.append((name, quote, _escape(value, quote)))
     return out
 
 
@@ -204,14 +187,14 @@ def _unescaped(raw: str) -> str:
             .replace("&gt;", ">").replace("&amp;", "&"))
 
 
-def _insert_driver(data: bytes, disk_start: int, disk: etree._Element,
-                   driver: etree._Element) -> tuple[int, int, bytes]:
-    end, attrs, closing = parse_start_tag(data, disk_start)
+def _insert_driver(data: bytes, disk_start: int,
+                   attrs: list[tuple[str, str]]) -> tuple[int, int, bytes]:
+    """<driver .../> with attrs as the <disk>'s first child, indented as the next child is."""
+    end, disk_attrs, closing = parse_start_tag(data, disk_start)
     if closing == b"/>":
         raise PatchUnavailable("a self-closing <disk/> has no place for <driver>")
-    quote = attrs[0][1] if attrs else b"'"
-    tag = _render_tag(b"driver", [(k.encode(), quote, _escape(v, quote))
-                                  for k, v in driver.attrib.items()], b"/>")
+    quote = disk_attrs[0][1] if disk_attrs else b"'"
+    tag = _render_tag(b"driver", [(k.encode(), quote, _escape(v, quote)) for k, v in attrs], b"/>")
     following = data[end:]
     gap = following[: len(following) - len(following.lstrip())]
     indent = gap if gap and b"<" not in gap else b""
