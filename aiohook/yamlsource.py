@@ -79,7 +79,12 @@ def _to_python(node: yaml.Node, path: Path, lines: dict, filename: str, error, b
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, path + (i,), lines, filename, error, budget)
                 for i, item in enumerate(node.value)]
-    return _scalar(node)
+    try:
+        return _scalar(node)
+    except yaml.YAMLError as exc:  # e.g. an unknown tag: !!python/name:os.system
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"invalid value: {problem}", file=filename,
+                    line=node.start_mark.line + 1) from None
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:

@@ -153,3 +153,12 @@ def test_no_usable_cache_directory_only_costs_speed(tmp_path, monkeypatch):
     (cfg / "aiohook.yaml").write_text("enforce: refuse\n")
     monkeypatch.setenv("AIOHOOK_CONFIG_DIR", str(cfg))
     assert settings_module.load_settings().enforce == "refuse"
+
+
+def test_an_unknown_yaml_tag_is_a_one_line_error(cfg):
+    """A scalar with a tag safe_load cannot construct raised ConstructorError
+    (a traceback) from yamlsource before; now it is file:line: invalid value."""
+    path = write(cfg, "enforce: !!python/name:os.system\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(use_cache=False)
+    assert err.value.one_line().startswith(f"{path}:1: invalid value: ")

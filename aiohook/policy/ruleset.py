@@ -2,7 +2,7 @@
 
 A compiled ruleset is plain JSON-able data. The hook loads it from a cache
 keyed by the file's content hash, so its hot path never imports yaml or
-jsonschema (see policy/cache.py).
+jsonschema (policy/loader.py, load_compiled).
 """
 
 from __future__ import annotations
