@@ -160,3 +160,25 @@ def test_a_booked_domain_settles_with_the_lock_and_an_unbooked_one_without(hook)
     assert not {"fcntl", "aiohook.fsutil", "aiohook.errors"} & unbooked
     with open(os.path.join(hook["env"]["AIOHOOK_STATE_DIR"], "aio-ledger.json")) as fh:
         assert json.load(fh)["reservations"] == {}
+
+
+@pytest.mark.parametrize("on_error,code,words", [
+    ("refuse", 1, "aiohook: refusing the start of dom (on_error: refuse): internal error: "),
+    ("allow", 0, "aiohook: ERROR, letting the start of dom go on unchecked (on_error: allow): "
+                 "internal error: "),
+])
+def test_a_hook_that_cannot_import_its_heavy_path_follows_on_error_in_its_one_wording(
+        tmp_path, on_error, code, words):
+    """entry's last resort (the dispatcher itself failed to import) words its on_error
+    outcome as the dispatcher does (aiohook.hook.onerror.follow)."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "aiohook.yaml").write_text(f"on_error: {on_error}\n")
+    env = {"AIOHOOK_CONFIG_DIR": str(tmp_path / "etc"), "AIOHOOK_LOG_DIR": str(tmp_path / "log"),
+           "AIOHOOK_STATE_DIR": str(tmp_path / "state"), "AIOHOOK_CACHE_DIR": str(tmp_path / "c")}
+    code_text = (f"import sys; sys.path.insert(0, {ROOT!r}); "
+                 "sys.modules['aiohook.hook.dispatch'] = None; "
+                 "from aiohook.hook.entry import main; main(['hook', 'dom', 'prepare', 'begin', '-'])")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code_text], input=b"<domain/>",
+                          capture_output=True, env=env, timeout=60, check=False)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.decode().startswith(words), done.stderr

@@ -7,7 +7,7 @@ follows `on_error`: allow logs it loudly (syslog LOG_ERR, the decision log,
 stderr) and lets libvirt go on (a filter prints nothing: XML unchanged);
 refuse aborts the operation with the reason on stderr, which libvirt shows.
 When the settings themselves can't be loaded, on_error is read leniently from
-the file (entry.salvage_on_error), else allow.
+the file (onerror.salvage_on_error), else allow. The wording is onerror.follow's.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import time
 from aiohook.hook import log
 
 
-def run(domain: str, op: str, subop: str, data: bytes, too_big: bool = False) -> int:
+def run(domain: str, op: str, subop: str, data: bytes, over: int = 0) -> int:
+    """`over`: the byte limit the domain XML on stdin went over (0: it did not)."""
     started = time.monotonic()
     settings = None
     try:
         from aiohook.settings import load_settings
 
         settings = load_settings()
-        if too_big:
+        if over:
             from aiohook.errors import DomainXMLError
-            from aiohook.hook.entry import MAX_STDIN
 
-            raise DomainXMLError(f"domain XML on stdin is over {MAX_STDIN} bytes", file="<stdin>")
+            raise DomainXMLError(f"domain XML on stdin is over {over} bytes", file="<stdin>")
         if op == "prepare":
             from aiohook.hook.prepare import gate
 
@@ -43,25 +43,17 @@ def run(domain: str, op: str, subop: str, data: bytes, too_big: bool = False) ->
 
 def on_error(domain: str, op: str, subop: str, exc: BaseException, settings) -> int:
     from aiohook.errors import AiohookError
+    from aiohook.hook.onerror import follow, salvage_on_error
 
     if settings is not None:
         policy, source = settings.on_error, "on_error"
     else:
-        from aiohook.hook.entry import salvage_on_error
-
         policy, source = salvage_on_error(), "on_error (settings unusable)"
     if isinstance(exc, AiohookError):
         what = exc.one_line()
     else:
         what = f"internal error: {type(exc).__name__}: {exc}"
-    action = "start" if op == "prepare" else op
-    if policy == "refuse":
-        message = f"aiohook: refusing the {action} of {domain} ({source}: refuse): {what}"
-        code, outcome = 1, "error-refused"
-    else:
-        message = (f"aiohook: ERROR, letting the {action} of {domain} go on unchecked "
-                   f"({source}: allow): {what}")
-        code, outcome = 0, "error-allowed"
+    message, code, outcome = follow(policy, op, domain, what, source=source)
     sys.stderr.write(message + "\n")
     log.say(log.ERR, message)
     log.record({"domain": domain, "op": op, "subop": subop, "outcome": outcome,

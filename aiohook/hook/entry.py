@@ -10,9 +10,10 @@ waits, with no timeout, for the exit status (docs/facts.md section 1).
   and release, exit 0. No lxml, no policy, no settings. An op libvirt does not
   document logs one syslog line and exits 0.
 
-Never a traceback to libvirt: anything unexpected becomes one stderr line and
-follows `on_error` (allow: exit 0, refuse: exit 1). This module imports only
-os and sys at load time; it must stay that way (benchmarks/hook_cost.py).
+Never a traceback to libvirt: anything unexpected becomes one stderr line and,
+at the ops that gate or filter, follows `on_error` (aiohook.hook.onerror). This
+module imports only os and sys at load time; it must stay that way
+(benchmarks/hook_cost.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if subop == "begin" and (op == "prepare" or op in FILTER_OPS):
             data, too_big = read_stdin(MAX_STDIN)
-            code = _heavy(domain, op, subop, data, too_big)
+            code = _heavy(domain, op, subop, data, MAX_STDIN if too_big else 0)
         else:
             drain_stdin()
             if op in SETTLE_OPS:
@@ -58,13 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     _finish(code)
 
 
-def _heavy(domain: str, op: str, subop: str, data: bytes, too_big: bool) -> int:
+def _heavy(domain: str, op: str, subop: str, data: bytes, over: int) -> int:
     from aiohook import fsutil
     from aiohook.hook.dispatch import run
 
     fsutil.strict_modes = True  # settings and rules only from files no one else can write
 
-    return run(domain, op, subop, data, too_big)
+    return run(domain, op, subop, data, over)
 
 
 def _settle(domain: str, op: str, subop: str) -> None:
@@ -121,41 +122,17 @@ def drain_stdin() -> None:
             return
 
 
-def salvage_on_error() -> str:
-    """on_error when the settings could not be loaded: read leniently from the
-    settings file (a line `on_error: refuse` at the top level), else allow.
-    Never from a file others can write (fsutil.trust_problem): whoever can write
-    it could otherwise refuse every VM start with one line."""
-    import re
-
-    base = os.environ.get("AIOHOOK_CONFIG_DIR") or "/etc/aiohook"
-    try:  # a file others can write is not trusted, not even for on_error
-        from aiohook.fsutil import read_policy
-
-        text = read_policy(os.path.join(base, "aiohook.yaml"), 1 << 20, strict=True).decode(
-            "utf-8", "replace")
-    except Exception:  # noqa: BLE001 - unreadable or untrusted: the default
-        return "allow"
-    found = re.findall(r"^on_error:[ \t]*['\"]?(allow|refuse)['\"]?[ \t]*(?:#.*)?$", text,
-                       re.MULTILINE)
-    return found[-1] if len(set(found)) == 1 else "allow"
-
-
 def _last_resort(domain: str, op: str, exc: BaseException) -> int:
     """An error outside the dispatcher's own handling (import failure, a bug)."""
-    on_error = "allow"
-    try:
-        on_error = salvage_on_error()
-    except Exception:  # noqa: BLE001, S110 - allow is the default
-        pass
     what = f"{type(exc).__name__}: {exc}"
-    gated = op == "prepare" or op in FILTER_OPS
-    if gated and on_error == "refuse":
-        message = f"aiohook: {op} of {domain} refused (on_error: refuse): internal error: {what}"
-        code = 1
-    else:
-        message = f"aiohook: internal error at {op} of {domain}, letting it go on: {what}"
-        code = 0
+    message, code = f"aiohook: internal error at {op} of {domain}, letting it go on: {what}", 0
+    if op == "prepare" or op in FILTER_OPS:  # the ops on_error is for
+        try:
+            from aiohook.hook.onerror import follow, salvage_on_error
+
+            message, code, _ = follow(salvage_on_error(), op, domain, f"internal error: {what}")
+        except Exception:  # noqa: BLE001, S110 - allow, worded as above, is the default
+            pass
     try:
         sys.stderr.write(message + "\n")
         from aiohook.hook.log import ERR, say
