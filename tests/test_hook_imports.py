@@ -42,6 +42,7 @@ GATE = SETTLE | {
     "aiohook.domxml.overrides", "aiohook.policy", "aiohook.policy.conditions",
     "aiohook.policy.engine", "aiohook.policy.loader", "aiohook.policy.ruleset",
     "aiohook.policy.safety", "aiohook.probe", "aiohook.probe.bounded", "aiohook.probe.linux",
+    "aiohook.probe.host", "aiohook.probe.sources", "aiohook.hook.planning",
     "aiohook.budget.demand", "aiohook.budget.gate", "aiohook.budget.procscan",
     "aiohook.budget.supply",
 }

@@ -25,11 +25,11 @@ def status_domain(path: str):
     """The <domain> inside libvirt's live status XML (<domstatus>), as a DomainDocument."""
     from lxml import etree
 
-    from aiohook.domxml.document import _PARSER_OPTIONS, DomainDocument
+    from aiohook.domxml.document import DomainDocument, hardened_parser
 
     with open(path, "rb") as fh:
         data = fh.read(10 << 20)
-    root = etree.fromstring(data, etree.XMLParser(**_PARSER_OPTIONS))
+    root = etree.fromstring(data, hardened_parser())
     dom = root if root.tag == "domain" else root.find("domain")
     if dom is None:
         raise ValueError("no <domain> in status XML")
