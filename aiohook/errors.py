@@ -3,13 +3,13 @@
 Exit codes (documented in README.md, "Exit codes"):
   0  success (plan/rewrite: also when nothing changes)
   1  a check found problems: `aiohook test` failures, `rules lint` findings,
-     `rules validate` errors, `doctor` problems, `apply --check` drift
+     `rules validate` errors, `doctor` and `status` problems
   2  usage error (bad command line)
   3  invalid input XML (malformed, not a domain, DTD/entities, too large, empty)
   4  invalid rules or settings file (schema or semantic error)
   5  invalid recorded-facts file
   6  I/O error reading or writing a user-named file
-  7  libvirt error (apply, status)
+  7  libvirt error (apply: virsh)
   70 internal error (a bug in aiohook: please report it)
 """
 

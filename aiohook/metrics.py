@@ -37,7 +37,7 @@ import sys
 DEFAULT_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 DEFAULT_STATE_FILE = "/var/lib/aiohook/metrics-state.json"
 FILE_NAME = "aiohook.prom"
-# Every outcome the hook writes (aiohook/hook/{prepare,filter,dispatch}.py);
+# Every outcome the hook writes (aiohook/hook/{prepare,filter}.py, onerror.py);
 # anything else is counted as "other", so the label stays bounded.
 OUTCOMES = ("allowed", "budget-refused", "compliant", "error-allowed", "error-refused",
             "refused", "rewritten", "unchanged", "warned")
