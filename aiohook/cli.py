@@ -1,8 +1,8 @@
 """The aiohook command line: a static table of commands, each imported only when it runs.
 
 Every command is a module of aiohook.commands with `add_arguments(parser)` and
-`run(args)`; errors become one stderr line and an exit status here, the one
-place that turns aiohook.errors into exit codes for the CLI.
+`run(args)`. An error becomes one stderr line here, and the exit status that
+aiohook.errors gives it.
 """
 
 from __future__ import annotations

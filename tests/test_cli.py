@@ -218,3 +218,17 @@ def test_custom_rules_change_decisions(env, tmp_path):
     doc = json.loads(ok(aiohook(env, "plan", "--rules", rules, "--facts", FACTS, "--format", "json", UNCHANGED)))
     disks = [d for d in doc["domains"][0]["disks"] if d["class"] == "block"]
     assert disks and all(d["io"]["after"] == "threads" and d["rule"] == "all-threads" for d in disks)
+
+
+def test_the_command_table_is_static_and_each_command_is_imported_only_when_it_runs():
+    """pip's shape: aiohook.cli lists every command module, and running one command
+    imports no other command module (nor any feature's library it does not use)."""
+    from aiohook.cli import COMMANDS
+
+    modules = {p.stem for p in (ROOT / "aiohook" / "commands").glob("*.py")} - {"__init__"}
+    assert {m.rsplit(".", 1)[1] for m, _ in COMMANDS.values()} == modules
+    code = ("import sys; from aiohook.cli import main; main(['rules', 'validate', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m.startswith('aiohook.commands.')))")
+    done = subprocess.run([sys.executable, "-c", code, str(RULES)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.splitlines()[-1] == "['aiohook.commands.rules']"
