@@ -472,3 +472,36 @@ def test_a_restarted_daemon_releases_what_did_not_come_up_and_keeps_what_did(fak
     assert dropped == ["dead"] and ledger.snapshot()["up"]["state"] == "running"
     ledger.settle("other", "reconnect", "begin")  # no booking: nothing happens
     assert set(ledger.snapshot()) == {"up"}
+
+
+def test_filter_with_enforce_off_prints_only_degrades_edits(fake_host, tmp_path, monkeypatch,
+                                                           capsysbinary):
+    """enforce: off means no policy edits. Before, the filter made them and wrote them
+    back (_undo), which left the <driver name='qemu'/> the policy had created on a disk
+    that had none: a degrade elsewhere then printed it, and syslog said "rewrote disk
+    vda" for the edit it had not made."""
+    from aiohook.hook.filter import rewrite
+
+    image = tmp_path / "a.raw"
+    with open(image, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, 1 << 20)
+    xml = domain(f"<disk type='file' device='disk'>\n<source file='{image}'/>\n"
+                 f"<target dev='vda' bus='virtio'/>\n</disk>\n"
+                 + disk(str(image), "vdb", "native"), name="off")
+    monkeypatch.setenv("AIOHOOK_LOG_DIR", str(tmp_path / "log"))
+    from aiohook.planner import plan_xml
+    from aiohook.policy.loader import load_ruleset
+    from aiohook.probe.linux import LinuxProbe
+
+    plan = plan_xml(xml, "<t>", load_ruleset("default"), LinuxProbe())
+    assert plan.disks[0].decision.changed  # the policy wants vda changed: it has no <driver>
+    monkeypatch.setattr("aiohook.hook.filter.make_plan", lambda *a: plan)
+    said = []
+    monkeypatch.setattr("aiohook.hook.log.say", lambda level, message: said.append(message))
+    fake_host.set_aio(65536, 65536)  # no room: degrade moves vdb
+    st = SimpleNamespace(enforce="off", on_budget_exceeded="degrade", budget_reserve_events=0,
+                         budget_check="events_max", on_error="allow", rules="default")
+    assert rewrite("off", "restore", xml, st, time.monotonic()) == 0
+    out = capsysbinary.readouterr().out
+    assert out.count(b"<driver") == xml.count(b"<driver") and b"io='native'" not in out
+    assert [m for m in said if "rewrote" in m] == [] and any("vdb: io native" in m for m in said)

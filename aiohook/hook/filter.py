@@ -48,13 +48,13 @@ def rewrite(domain: str, op: str, data: bytes, settings, started: float) -> int:
             return 1
     for line in degraded:
         log.say(log.WARNING, f"{domain}: {op}: {line}")
-    changed = any(d.decision.changed for d in plan.disks) and settings.enforce != "off"
+    changed = plan.changed and settings.enforce != "off"
     output = plan.rewritten(edits) if (changed or degraded) else b""
     if output and output != data:
         sys.stdout.buffer.write(output)
         outcome = "rewritten"
         for disk in plan.disks:
-            if disk.decision.changed:
+            if changed and disk.decision.changed:
                 log.say(log.NOTICE, f"{domain}: {op}: rewrote disk {describe(disk)}")
     else:
         outcome = "unchanged"

@@ -51,9 +51,10 @@ def probe_failures(domain: str, op: str, plan, settings) -> str | None:
     if not stuck:
         return None
     what = f"could not probe {len(stuck)} disk source(s): {'; '.join(stuck)}"
-    action = "start" if op == "prepare" else op
     if settings.on_error == "refuse":
-        return f"aiohook: refusing the {action} of {domain} (on_error: refuse): {what}"
+        from aiohook.hook.onerror import follow
+
+        return follow("refuse", op, domain, what)[0]
     message = (f"aiohook: ERROR, {domain}: {what}; those disks are left as they are "
                f"(on_error: allow)")
     sys.stderr.write(message + "\n")

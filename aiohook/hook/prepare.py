@@ -59,23 +59,19 @@ def gate(domain: str, data: bytes, settings, started: float) -> int:
     if outcome.message:
         log.say(log.WARNING, f"{domain}: {outcome.message}")
         notes["budget"] = outcome.message
-    unrecorded = outcome.unrecorded
-    if unrecorded:  # the ledger's dir is read-only or full: on_error decides
-        what = (f"could not book its {outcome.needed} AIO events ({unrecorded}), so starts "
-                f"in parallel with it are not counted against it")
-        if settings.on_error == "refuse":
-            message = f"aiohook: refusing the start of {domain} (on_error: refuse): {what}"
-            sys.stderr.write(message + "\n")
-            log.say(log.ERR, message)
-            _record(entry, "error-refused", started, error=what, message=message, **notes)
-            return 1
-        message = (f"aiohook: ERROR, letting the start of {domain} go on unbooked "
-                   f"(on_error: allow): {what}")
+    if outcome.unrecorded:  # the ledger's dir is read-only or full: on_error decides
+        from aiohook.hook.onerror import follow
+
+        what = (f"could not book its {outcome.needed} AIO events ({outcome.unrecorded}), so "
+                f"starts in parallel with it are not counted against it")
+        message, code, result = follow(settings.on_error, "prepare", domain, what,
+                                       unchecked="unbooked")
         sys.stderr.write(message + "\n")
         log.say(log.ERR, message)
+        if code:
+            _record(entry, result, started, error=what, message=message, **notes)
+            return code
         notes["error"] = what
-    if unrecorded:
-        result = "error-allowed"
     elif bad:
         result = "warned"
     else:
