@@ -21,8 +21,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
+from paths import standalone_suite
 from test_package_deb import CHECKOUT, HOOK, build_deb, chroot_copy
 
 ANSIBLE_DIR = os.path.join(CHECKOUT, "deploy", "ansible")
@@ -30,7 +33,8 @@ PLAYBOOK = os.path.join(ANSIBLE_DIR, "site.yml")
 CONSERVATIVE = os.path.join(CHECKOUT, "aiohook", "profiles", "conservative.yaml")
 DEFAULT_RULES = os.path.join(CHECKOUT, "aiohook", "rules.yaml")
 SHADOWED = os.path.join(CHECKOUT, "tests", "lint_fixtures", "shadowed.yaml")
-SUITE = os.path.join(CHECKOUT, "tests", "rules", "conservative")
+# the role copies a suite directory alone: a self-contained copy of the conservative suite
+SUITE = standalone_suite("conservative", Path(tempfile.gettempdir()) / f"aiohook-suite-{os.getuid()}")
 RESTARTS = "/var/tmp/libvirtd-restarts"  # inside the chroot
 AIO_MAX_NR = "/proc/sys/fs/aio-max-nr"
 
