@@ -98,4 +98,4 @@ def test_manifest_keys_documented():
     keys |= set(s["properties"]["results"]["items"]["properties"])
     for key in keys:
         assert f"`{key}`" in body, f"manifest key {key} undocumented"
-    assert json.loads(json.dumps(s))["properties"]["version"] == {"const": 1}
+    assert json.loads(json.dumps(s))["properties"]["version"]["const"] == 1

@@ -30,7 +30,6 @@ import difflib
 import json
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohook.errors import AiohookError, PolicyError
@@ -113,46 +112,17 @@ def find_manifests(dirs: list[str]) -> list[str]:
 
 
 def manifest_schema() -> dict:
-    return json.loads(resources.files("aiohook.schemas").joinpath(MANIFEST_SCHEMA).read_text())
+    from aiohook import config
+
+    return config.schema(MANIFEST_SCHEMA)
 
 
 def load_manifest(path: str):
-    """The manifest as LocatedYAML; PolicyError with file:line when it is invalid."""
-    import jsonschema
+    """The manifest as LocatedYAML; PolicyError with file:line when it is invalid
+    (config's one loader; the wording is in test-manifest.schema.json)."""
+    from aiohook import config
 
-    from aiohook.fsutil import read_bounded
-    from aiohook.yamlsource import load_located
-
-    doc = load_located(read_bounded(path, 4 << 20), path, PolicyError)
-    if not isinstance(doc.data, dict):
-        raise PolicyError(
-            "a test manifest is a mapping with version, domains and results",
-            file=path,
-            line=doc.line(()),
-        )
-    validator = jsonschema.Draft202012Validator(manifest_schema())
-    errors = sorted(
-        validator.iter_errors(doc.data), key=lambda e: doc.line(tuple(e.absolute_path)) or 0
-    )
-    if errors:
-        err = errors[0]
-        where = tuple(err.absolute_path)
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            message = f"unknown key '{extra[0]}'" if extra else err.message
-            where = where + (extra[0],) if extra else where
-        elif err.validator == "anyOf" and where[:1] == ("results",):
-            message = "an expectation needs at least one of rule, class, io, cache"
-        elif err.validator == "const" and where == ("version",):
-            message = (
-                f"unsupported manifest version {err.instance!r} (this aiohook reads version 1)"
-            )
-        else:
-            label = "/".join(str(p) for p in where)
-            message = (f"{label}: " if label else "") + err.message
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise PolicyError(message + more, file=path, line=doc.line(where))
-    return doc
+    return config.load_file(path, MANIFEST_SCHEMA, PolicyError)
 
 
 # --- running ------------------------------------------------------------------

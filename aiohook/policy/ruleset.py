@@ -114,20 +114,18 @@ def _jsonable(arg: Any) -> Any:
 # --- loading and validation ----------------------------------------------
 
 def schema() -> dict:
-    import json
-    from importlib import resources
+    from aiohook import config
 
-    return json.loads(resources.files("aiohook.schemas").joinpath(RULES_SCHEMA).read_text())
+    return config.schema(RULES_SCHEMA)
 
 
 def parse_ruleset(text: bytes, filename: str) -> Ruleset:
     """Validate and build a Ruleset; raise PolicyError naming the first problem."""
-    problems = validate_ruleset(text, filename)
-    if problems:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise PolicyError(first.message + more, file=filename, line=first.line)
-    return build_ruleset(text, filename)
+    from aiohook import config
+
+    doc, problems = _validated(text, filename)
+    config.raise_first(problems, filename, PolicyError)
+    return _build(doc, text)
 
 
 class Problem(Record):
@@ -146,98 +144,28 @@ class Problem(Record):
 def validate_ruleset(text: bytes, filename: str) -> list[Problem]:
     """Every schema problem, or else every semantic error (the error tier of
     `rules lint`), each with a line and the rule it is in."""
-    from aiohook.yamlsource import load_located
+    return _validated(text, filename)[1]
 
-    doc = load_located(text, filename, PolicyError)
-    problems = _schema_problems(doc)
+
+def _validated(text: bytes, filename: str) -> tuple[Any, list[Problem]]:
+    """The document and its problems: the schema's (config's one translator, the
+    wording in rules.schema.json), else the semantic errors."""
+    from aiohook import config
+
+    doc, found = config.validate(text, filename, RULES_SCHEMA, PolicyError)
+    problems = [Problem(p.line, p.message) for p in found]
     if not problems:
         problems = [Problem(p.line, f"rule '{p.rule}': {p.message}", p.rule)
                     for p in rule_problems(doc) if p.error]
     problems.sort(key=lambda p: (p.line or 0))
-    return problems
-
-
-def _rule_label(doc, path) -> str:
-    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
-        rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
-        rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
-        name = rule.get("name") if isinstance(rule, dict) else None
-        return f"rule '{name}': " if isinstance(name, str) else f"rule #{path[1] + 1}: "
-    return ""
+    return doc, problems
 
 
 def _schema_problems(doc) -> list[Problem]:
-    import jsonschema
+    """The schema problems of a ruleset document (also `rules lint`'s schema tier)."""
+    from aiohook import config
 
-    if not isinstance(doc.data, dict):
-        return [Problem(doc.line(()), "a ruleset is a mapping with 'version' and 'rules'")]
-    validator = jsonschema.Draft202012Validator(schema())
-    problems = []
-    seen = set()
-    for err in validator.iter_errors(doc.data):
-        path, message = _describe_schema_error(err)
-        key = (path, message)
-        if key in seen:
-            continue
-        seen.add(key)
-        problems.append(Problem(doc.line(path), _rule_label(doc, path) + message))
-    return problems
-
-
-def _describe_schema_error(err) -> tuple[tuple, str]:
-    """Turn a jsonschema error into (path, message) a policy author understands."""
-    import jsonschema.exceptions
-
-    path = tuple(err.absolute_path)
-    field_name = next((p for p in reversed(path) if isinstance(p, str)), None)
-    if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        where = _context(path)
-        key = extra[0] if extra else "?"
-        return path + (key,), f"unknown key '{key}'{where}"
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return path, f"missing key '{missing}'{_context(path)}"
-    if err.validator == "oneOf" and field_name == "io" and "action" in path:
-        return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
-                      "or a preference list of native/threads/io_uring/keep")
-    if err.validator == "oneOf" and field_name in CONDITIONS:
-        cond = CONDITIONS[field_name]
-        allowed = cond.possible()
-        if allowed:
-            return path, f"condition '{field_name}': {err.instance!r} is not one of {', '.join(allowed)}"
-        return path, f"condition '{field_name}': expected a string or a list of strings"
-    if err.validator == "oneOf" and field_name == "io":
-        return path, ("action 'io': expected one of native, threads, io_uring, keep, unset, "
-                      "or a preference list of native/threads/io_uring/keep")
-    if err.validator == "oneOf" and field_name in ("match", "exclude") and err.context:
-        # Name the real problem (an unknown condition, a bad value) rather than
-        # "none of the selector forms fit": use the branch the author meant.
-        keys = set(err.instance) if isinstance(err.instance, dict) else set()
-        branch = 1 if keys == {"any"} else 2 if keys == {"all"} else 0
-        sub = [e for e in err.context if e.schema_path and e.schema_path[0] == branch]
-        if keys and sub:
-            return _describe_schema_error(jsonschema.exceptions.best_match(sub))
-    if err.validator == "oneOf" and field_name in ("match", "exclude"):
-        return path, (f"'{field_name}': expected conditions, or 'any:'/'all:' with a list of "
-                      f"conditions (known conditions: {', '.join(CONDITIONS)})")
-    if err.validator == "not" and field_name == "action":
-        return path, "action: 'cache' and 'cache_if_unset' exclude each other"
-    if err.validator == "enum":
-        return path, f"'{field_name}': {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
-    if err.validator == "const" and field_name == "version":
-        return path, f"unsupported ruleset version {err.instance!r} (this aiohook reads version 1)"
-    label = f"'{field_name}': " if field_name else ""
-    return path, label + err.message
-
-
-def _context(path: tuple) -> str:
-    if not path:
-        return " at the top level"
-    last = path[-1]
-    if isinstance(last, int):
-        last = path[-2] if len(path) > 1 else "item"
-    return f" in '{last}'"
+    return [Problem(p.line, p.message) for p in config.problems(doc, RULES_SCHEMA)]
 
 
 def _selector(raw: Any) -> tuple:
@@ -328,11 +256,16 @@ def contradiction(conj: tuple) -> str | None:
 
 
 def build_ruleset(text: bytes, filename: str) -> Ruleset:
-    import hashlib
-
+    """The Ruleset of a valid rules file (validate_ruleset found no problem)."""
     from aiohook.yamlsource import load_located
 
-    doc = load_located(text, filename, PolicyError)
+    return _build(load_located(text, filename, PolicyError), text)
+
+
+def _build(doc, text: bytes) -> Ruleset:
+    """The builder: a validated document -> Ruleset (digest of the file's bytes)."""
+    import hashlib
+
     rules = []
     for i, raw in enumerate(doc.data["rules"]):
         act = raw["action"]
@@ -346,7 +279,7 @@ def build_ruleset(text: bytes, filename: str) -> Ruleset:
                           act.get("cache_if_unset")),
             line=doc.line(("rules", i)),
         ))
-    return Ruleset(rules, filename, hashlib.sha256(text).hexdigest(),
+    return Ruleset(rules, doc.filename, hashlib.sha256(text).hexdigest(),
                    description=doc.data.get("description", ""))
 
 
