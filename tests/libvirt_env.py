@@ -26,10 +26,12 @@ import sys
 import time
 import uuid
 
+from paths import ROOT
+
 HOST_LOCK = "/run/aiohook-tests.lock"
 DOMAIN_PREFIX = "aiohook-test-"
 QEMU_BIN = "/usr/bin/qemu-system-x86_64"
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKOUT = str(ROOT)
 MODERN_ROOT = os.environ.get("AIOHOOK_MODERN_ROOT", "/var/cache/aiohook/stack-modern")
 QEMU_UID = 64055  # libvirt-qemu on both stacks (Debian's fixed uid)
 STACKS = ("host", "modern")

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "aiohook"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 

@@ -20,14 +20,15 @@ import shutil
 import sys
 from pathlib import Path
 
+import paths
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(paths.ROOT)
+FIXTURES = str(paths.FIXTURES)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import corpus_check  # noqa: E402  (found through the sys.path entry above)
 
-FIXTURES = os.path.join(ROOT, "tests", "fixtures", "domains")
 LIBVIRT_CORPUS = os.environ.get("AIOHOOK_LIBVIRT_CORPUS", "/tmp/libvirt-corpus")
 HAVE_SCHEMA = os.path.exists(corpus_check.SCHEMA)
 

@@ -19,11 +19,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
+from paths import FIXTURES
 
 from aiohook.facts import HostFacts, SourceFacts
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.path.join(HERE, "fixtures", "domains")
+CORPUS = str(FIXTURES)
 README = os.path.join(CORPUS, "README.md")
 FACTS = os.path.join(CORPUS, "facts.yaml")
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"

@@ -13,9 +13,8 @@ import sys
 import time
 
 import pytest
+from paths import HOOK, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOOK = os.path.join(ROOT, "hooks", "qemu")
 PROBE_BUDGET_S = 2.0
 
 

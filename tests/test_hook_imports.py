@@ -20,9 +20,10 @@ import os
 import subprocess
 import sys
 
+import paths
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(paths.ROOT)
 
 # Standard-library modules aiohook itself imports on the hot paths (C modules,
 # small ones, each chosen over a heavier one: _json not json, _sha256 not

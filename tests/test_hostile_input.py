@@ -46,9 +46,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+from paths import FIXTURES, HOOK
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, "tests", "fixtures", "domains")
 CORPUS = "/tmp/libvirt-corpus"
 SEED = int(os.environ.get("AIOHOOK_HOSTILE_SEED", "14"))
 PROBE_BUDGET_S = 2.0
@@ -95,7 +94,6 @@ NUL_NAMES = ["dom\0evil", "\0"]  # forked runs only: argv cannot carry them
 # leak into the test process. syslog is replaced in the child by a recorder, so the
 # test sees every message the hook hands to syslog(3), exactly as it would be sent.
 
-HOOK = os.path.join(ROOT, "hooks", "qemu")
 HARD_TIMEOUT_S = 30.0  # a run still going then is killed (and fails the time bound)
 
 

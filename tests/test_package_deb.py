@@ -23,8 +23,9 @@ import tempfile
 import time
 
 import pytest
+from paths import ROOT
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKOUT = str(ROOT)
 MODERN_ROOT = os.environ.get("AIOHOOK_MODERN_ROOT", "/var/cache/aiohook/stack-modern")
 HOOK = "/etc/libvirt/hooks/qemu.d/50-aiohook"
 SHIPPED = "/usr/libexec/aiohook/qemu-hook"

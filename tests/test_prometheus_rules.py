@@ -25,8 +25,9 @@ import time
 
 import pytest
 import yaml
+from paths import ROOT
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKOUT = str(ROOT)
 RULES = os.path.join(CHECKOUT, "deploy", "prometheus", "aiohook-rules.yml")
 RULE_TESTS = os.path.join(CHECKOUT, "deploy", "prometheus", "aiohook-rules.test.yml")
 LABELS = 'instance="hv1.example.org:9100",job="node"'
