@@ -1,4 +1,4 @@
-"""Per-domain overrides kept in the domain's own <metadata> (schemas/aiohook-metadata.xsd).
+"""Per-domain overrides kept in the domain's own <metadata> (aiohook/schemas/aiohook-metadata.xsd).
 
     <metadata>
       <aiohook:policy xmlns:aiohook="http://aiohook.org/xmlns/policy/1">
