@@ -11,7 +11,10 @@ The keys are a contract (README "Settings"):
     rules: PATH | PROFILE                   default: CONFIG_DIR/rules.yaml, else packaged
 
 Strict: an unknown key, a wrong type or value is an error naming file:line and
-the key. The validated result is cached as JSON keyed by the sha256 of the
+the key. The file is checked against aiohook/schemas/settings.schema.json by the
+one config loader (aiohook/config.py), which also words the errors (the
+schema's x-message); the builder here only maps YAML 1.1's bare `off` (read as
+false) to "off" and resolves a relative rules path. The validated result is cached as JSON keyed by the sha256 of the
 aiohook version, the file's path and its content, so a cache hit (the hook's
 hot path) costs one read, one hash and a JSON load: no yaml import, and
 neither hashlib nor json (aiohook.cachekey, aiohook.jsonlite: issue 11).
@@ -29,11 +32,10 @@ from aiohook.paths import config_dir, packaged
 SETTINGS_FILE = "aiohook.yaml"
 MAX_SETTINGS_BYTES = 1 << 20
 
-ENFORCE = ("off", "warn", "refuse")
-ON_ERROR = ("allow", "refuse")
-ON_BUDGET_EXCEEDED = ("refuse", "degrade", "warn")
-BUDGET_CHECK = ("events_max", "events_at_start")
+SETTINGS_SCHEMA = "settings.schema.json"
 
+# The schema's defaults, spelled here too: a cache hit reads no schema
+# (tests/test_settings.py checks that the two agree).
 DEFAULTS = {
     "enforce": "warn",
     "on_error": "allow",
@@ -42,8 +44,6 @@ DEFAULTS = {
     "budget_check": "events_max",
     "rules": None,
 }
-TOP_KEYS = ("enforce", "on_error", "on_budget_exceeded", "budget", "rules")
-BUDGET_KEYS = ("reserve_events", "check")
 
 
 class SettingsError(PolicyError):
@@ -114,71 +114,28 @@ def _read(path: str) -> bytes:
 
 
 def parse_settings(data: bytes, path: str) -> Settings:
-    """Validate settings YAML strictly; errors name file:line and the key."""
-    from aiohook.yamlsource import load_located
+    """Validate settings YAML strictly (config's loader and settings.schema.json);
+    errors name file:line and the key."""
+    from aiohook import config
 
-    doc = load_located(data, path, SettingsError)
-    top = doc.data
-    if top is None:
-        return Settings(path)
-    if not isinstance(top, dict):
-        raise SettingsError("settings must be a mapping of keys to values", file=path,
-                            line=doc.line(()))
+    return config.load(data, path, SETTINGS_SCHEMA, SettingsError,
+                       lambda doc: _build(doc.data or {}, path))
 
-    def fail(where: tuple, message: str):
-        raise SettingsError(message, file=path, line=doc.line(where))
 
-    values: dict = {}
-    for key, value in top.items():
-        if key not in TOP_KEYS:
-            fail((key,), _unknown(key, TOP_KEYS, ""))
-        if key == "budget":
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                fail((key,), "budget: expected a mapping with reserve_events and/or check")
-            for sub, subvalue in value.items():
-                where = (key, sub)
-                if sub not in BUDGET_KEYS:
-                    fail(where, _unknown(sub, BUDGET_KEYS, "budget."))
-                if sub == "reserve_events":
-                    if isinstance(subvalue, bool) or not isinstance(subvalue, int) or subvalue < 0:
-                        fail(where, f"budget.reserve_events: expected an integer >= 0, "
-                                    f"got {subvalue!r}")
-                    values["budget_reserve_events"] = subvalue
-                else:
-                    values["budget_check"] = _choice(f"budget.{sub}", subvalue, BUDGET_CHECK,
-                                                     lambda m, w=where: fail(w, m))
-        elif key == "rules":
-            if value is None:
-                continue
-            if not isinstance(value, str) or not value.strip():
-                fail((key,), f"rules: expected a file path or profile name, got {value!r}")
-            values["rules"] = _resolve_rules(value.strip(), path)
-        else:
-            allowed = {"enforce": ENFORCE, "on_error": ON_ERROR,
-                       "on_budget_exceeded": ON_BUDGET_EXCEEDED}[key]
-            if key == "enforce" and value is False:
-                value = "off"  # YAML 1.1 reads a bare `off` (and `no`, `false`) as false
-            values[key] = _choice(key, value, allowed, lambda m, k=key: fail((k,), m))
+def _build(top: dict, path: str) -> Settings:
+    """The builder: what the schema cannot say."""
+    values = {key: top[key] for key in ("enforce", "on_error", "on_budget_exceeded")
+              if key in top}
+    if values.get("enforce") is False:
+        values["enforce"] = "off"  # YAML 1.1 reads a bare `off` (and `no`, `false`) as false
+    budget = top.get("budget") or {}
+    if "reserve_events" in budget:
+        values["budget_reserve_events"] = budget["reserve_events"]
+    if "check" in budget:
+        values["budget_check"] = budget["check"]
+    if top.get("rules") is not None:
+        values["rules"] = _resolve_rules(top["rules"].strip(), path)
     return Settings(path, **values)
-
-
-def _choice(name: str, value, allowed: tuple, fail) -> str:
-    if isinstance(value, str) and value in allowed:
-        return value
-    shown = {True: "true/on/yes", False: "false/off/no"}.get(value, repr(value)) \
-        if isinstance(value, bool) else repr(value)
-    fail(f"{name}: expected one of {', '.join(allowed)}, got {shown}")
-    raise AssertionError  # fail raises
-
-
-def _unknown(key, known: tuple, prefix: str) -> str:
-    import difflib
-
-    hint = difflib.get_close_matches(str(key), known, n=1)
-    near = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
-    return f"unknown key '{prefix}{key}'{near}; known keys: {', '.join(prefix + k for k in known)}"
 
 
 def _resolve_rules(spec: str, settings_file: str) -> str:

@@ -66,6 +66,20 @@ def test_bare_off_means_off(cfg):
     ("- enforce\n", 1, "settings must be a mapping"),
     ("enforce: warn\nenforce: refuse\n", 2, "duplicate key 'enforce'"),
     ("enforce: [\n", 2, "invalid YAML"),
+    # settings.schema.json through config's one translator (issue 12, item 3)
+    ("colour: red\n", 1, "unknown key 'colour'; known keys: enforce, on_error, "
+                         "on_budget_exceeded, budget, rules"),
+    ("budget:\n  chek: events_max\n", 2, "unknown key 'budget.chek' (did you mean "
+                                          "'budget.check'?); known keys: budget.reserve_events, "
+                                          "budget.check"),
+    ("budget:\n  reserve_events: 1.5\n", 2, "budget.reserve_events: expected an integer >= 0, "
+                                            "got 1.5"),
+    ("on_error: no\n", 1, "on_error: expected one of allow, refuse, got false/off/no"),
+    ("enforce:\n", 1, "enforce: expected one of off, warn, refuse, got None"),
+    ("rules: '  '\n", 1, "rules: expected a file path or profile name, got '  '"),
+    ("rules: 7\n", 1, "rules: expected a file path or profile name, got 7"),
+    ("on_error: refuse\nenforce: 5\nzz: 1\n", 2,
+     "enforce: expected one of off, warn, refuse, got 5 (and 1 more problems)"),
 ])
 def test_invalid_settings_name_file_line_and_key(cfg, text, line, needle):
     path = write(cfg, text)
@@ -74,6 +88,33 @@ def test_invalid_settings_name_file_line_and_key(cfg, text, line, needle):
     assert err.value.exit_code == EXIT_BAD_POLICY
     assert err.value.one_line().startswith(f"{path}:{line}: "), err.value.one_line()
     assert needle in err.value.one_line()
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("enforce: no\n", {"enforce": "off"}),
+    ("enforce: false\n", {"enforce": "off"}),
+    ("budget:\n", {}),
+    ("budget: {}\n", {}),
+    ("rules:\n", {}),
+    ("budget: {check: events_at_start}\n", {"budget_check": "events_at_start"}),
+    ("budget: {reserve_events: 0}\n", {"budget_reserve_events": 0}),
+])
+def test_what_the_schema_allows_builds(cfg, text, expected):
+    write(cfg, text)
+    assert load_settings(use_cache=False).to_dict() == dict(DEFAULTS, **expected)
+
+
+def test_the_schema_and_the_defaults_agree():
+    """DEFAULTS (read on a cache hit, which loads no schema) are the schema's defaults."""
+    from aiohook import config
+    from aiohook.settings import SETTINGS_SCHEMA
+
+    props = config.schema(SETTINGS_SCHEMA)["properties"]
+    flat = {key: sub["default"] for key, sub in props.items() if "default" in sub}
+    flat.update({f"budget_{key}": sub["default"]
+                 for key, sub in props["budget"]["properties"].items()})
+    assert flat == DEFAULTS
+    assert set(props) == {"enforce", "on_error", "on_budget_exceeded", "budget", "rules"}
 
 
 def test_empty_file_is_all_defaults(cfg):
