@@ -64,21 +64,30 @@ def test_results_are_copies(tmp_path):
     assert probe.source_facts([SourceRequest("/dev/sdb")])["/dev/sdb"].kind == "block"
 
 
-def test_unknown_keys_are_allowed(tmp_path):
-    probe = RecordedProbe(
-        write(
-            tmp_path,
-            """\
-            version: 1
-            recorded_by: someone
-            host: {io_uring: false, future_key: [1, 2]}
-            sources:
-              /a: {kind: file, newer_fact: 3}
-            """,
-        )
-    )
-    assert probe.host_facts(None).io_uring is False
-    assert probe.source_facts([SourceRequest("/a")])["/a"].kind == "file"
+@pytest.mark.parametrize("text,line,message", [
+    ("version: 1\nrecorded_by: someone\n", 2,
+     "facts file: unknown key 'recorded_by'; known keys: version, host, sources, volumes"),
+    ("version: 1\nhost: {io_uring: false, future_key: [1, 2]}\n", 2,
+     "host: unknown key 'future_key'"),
+    ("version: 1\nsources:\n  /a: {kind: file, alocated: false}\n", 3,
+     "source /a: unknown key 'alocated' (did you mean 'allocated'?)"),
+    ("version: 1\nsources:\n  /a:\n    kind: file\n    newer_fact: 3\n", 5,
+     "source /a: unknown key 'newer_fact'"),
+    ("version: 1\nvolumes:\n  p/v: {kind: file, pth: /x}\n", 3,
+     "volume p/v: unknown key 'pth' (did you mean 'path'?)"),
+    ("version: 2\nrecorded_by: someone\n", 1, "unsupported facts version 2"),  # version first
+])
+def test_unknown_keys_are_errors_in_both_parsers(tmp_path, monkeypatch, text, line, message):
+    """A mistyped fact is never silently ignored (issue 12, item 3): the fast
+    event parser gives up and the node walker names the key and its line."""
+    from aiohook.probe import recorded
+
+    assert recorded._parse_fast(text) is None
+    path = write(tmp_path, text)
+    with pytest.raises(FactsError) as err:
+        RecordedProbe(path)
+    assert err.value.one_line().startswith(f"{path}:{line}: "), err.value.one_line()
+    assert message in err.value.message, err.value.one_line()
 
 
 def test_empty_sections_and_nulls(tmp_path):

@@ -1,6 +1,7 @@
 """Answer probes from a recorded facts YAML file (written by `aiohook facts`).
 
-Format (version 1; more keys are allowed anywhere and ignored):
+Format (version 1; a key not listed here is an error naming file:line, so a
+mistyped fact is never silently ignored; a new fact needs a new version):
 
     version: 1
     host: {io_uring: true, qemu_version: "7.2.0"}
@@ -10,7 +11,11 @@ Format (version 1; more keys are allowed anywhere and ignored):
     volumes:
       default/vm1.qcow2: {kind: file, path: /var/lib/libvirt/images/vm1.qcow2}
 
-Known keys are type-checked; a bad file raises FactsError naming file:line.
+Keys are type-checked; a bad file raises FactsError naming file:line and the key.
+These files are machine-written and a fleet's is 100k sources, so they have their
+own readers (an event-stream fast path, a node walker naming the errors) rather
+than config's loader (aiohook/config.py), whose LocatedYAML and jsonschema pass
+would cost seconds and hundreds of MiB at that size.
 A source that is not in the file is never probed: it is kind 'unknown'.
 """
 
@@ -54,6 +59,7 @@ _SOURCE_KEYS = {
     "error": str,
 }
 _VOLUME_KEYS = {"kind": str, "path": str, "protocol": str, "reason": str}
+_TOP_KEYS = ("version", "host", "sources", "volumes")
 _TYPE_NAMES = {bool: "true or false", int: "an integer", str: "a string"}
 
 
@@ -104,9 +110,9 @@ class _Reader:
 
     def fields(self, node: yaml.Node, what: str, schema: Mapping[str, type]) -> dict:
         out = {}
-        for key, _key_node, value_node in self.mapping(node, what):
+        for key, key_node, value_node in self.mapping(node, what):
             if key not in schema:
-                continue  # open format: newer writers may add keys
+                raise self.fail(key_node, _unknown(what, key, schema))
             value = self.value(value_node)
             want = schema[key]
             # bool is an int in Python; an integer field must not accept true/false.
@@ -156,8 +162,21 @@ def parse_facts(
         loader.dispose()
 
 
+def _unknown(what: str, key: str, known) -> str:
+    import difflib
+
+    hint = difflib.get_close_matches(key, list(known), n=1)
+    near = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"{what}: unknown key '{key}'{near}; known keys: {', '.join(known)}"
+
+
 def _parse_root(reader: _Reader, root: yaml.Node):
-    sections = {key: node for key, _k, node in reader.mapping(root, "facts file")}
+    sections, unknown = {}, []
+    for key, key_node, node in reader.mapping(root, "facts file"):
+        if key in _TOP_KEYS:
+            sections[key] = node
+        else:
+            unknown.append((key, key_node))
     if "version" not in sections:
         raise reader.fail(root, f"missing 'version: {FACTS_VERSION}'")
     version = reader.value(sections["version"])
@@ -192,6 +211,9 @@ def _parse_root(reader: _Reader, root: yaml.Node):
             if values.get("kind") not in VOLUME_KINDS:
                 raise reader.fail(node, f"{what}: kind must be one of {', '.join(VOLUME_KINDS)}")
             volumes[(pool, volume)] = VolumeTarget(**values)
+    if unknown:  # after the version: a newer format's keys are its version's problem
+        key, key_node = unknown[0]
+        raise reader.fail(key_node, _unknown("facts file", key, _TOP_KEYS))
     return host, sources, volumes
 
 
@@ -208,8 +230,9 @@ def _present(node: yaml.Node | None) -> bool:
 # node with two marks: for a fleet's facts (100k sources) that is seconds and
 # hundreds of MiB. The fast path reads the event stream instead, keeps nothing but
 # the facts, and gives up (returns None) on anything it does not fully handle:
-# anchors, aliases, explicit tags, YAML errors, and every invalid value. The
-# node-walking reader above then parses the file again and names the error.
+# anchors, aliases, explicit tags, YAML errors, unknown keys and every invalid
+# value. The node-walking reader above then parses the file again and names the
+# error.
 
 
 class _Fallback(Exception):
@@ -221,9 +244,6 @@ _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
-
-
-_SKIPPED = object()
 
 
 class _FastReader:
@@ -265,20 +285,6 @@ class _FastReader:
             return number
         raise _Fallback
 
-    def skip(self, event) -> None:
-        """Consume the rest of a value whose first event is `event`."""
-        depth = 0 if isinstance(event, _EV.ScalarEvent) else 1
-        if isinstance(event, _EV.ScalarEvent) and event.tag not in (None, "!"):
-            raise _Fallback
-        while depth:
-            event = self.event()
-            if isinstance(event, _EV.CollectionStartEvent):
-                depth += 1
-            elif isinstance(event, _EV.CollectionEndEvent):
-                depth -= 1
-            elif event.tag not in (None, "!"):
-                raise _Fallback
-
     def items(self):
         """(key, first event of the value) of the mapping just opened; keys unique strings."""
         seen: set[str] = set()
@@ -312,16 +318,12 @@ class _FastReader:
             want = schema.get(key)
             if want is None or event.tag is not None or event.style:
                 key = scalar(event)  # an unknown or unusual key: resolve it for real
-                if not isinstance(key, str):
-                    raise _Fallback
-                want = schema.get(key)
+                want = schema.get(key) if isinstance(key, str) else None
+                if want is None:
+                    raise _Fallback  # an unknown key: the node walker names it
             if key in out:
                 raise _Fallback
             event = self.event()
-            if want is None:
-                self.skip(event)
-                out[key] = _SKIPPED  # still counts for duplicate detection
-                continue
             if type(event) is not _EV.ScalarEvent:
                 raise _Fallback
             value = scalar(event)
@@ -340,10 +342,6 @@ class _FastReader:
         return True
 
 
-def _known(values: dict) -> dict:
-    return {k: v for k, v in values.items() if v is not _SKIPPED}
-
-
 def _parse_fast(text: str):
     reader = _FastReader(text)
     try:
@@ -360,11 +358,11 @@ def _parse_fast(text: str):
                 version = reader.scalar(event)
             elif key == "host":
                 if reader.section(event):
-                    host = HostFacts(**_known(reader.fields(event, _HOST_KEYS)))
+                    host = HostFacts(**reader.fields(event, _HOST_KEYS))
             elif key == "sources":
                 if reader.section(event):
                     for path, value in reader.items():
-                        values = _known(reader.fields(value, _SOURCE_KEYS))
+                        values = reader.fields(value, _SOURCE_KEYS)
                         if not path.startswith("/") or values.get("kind") not in SOURCE_KINDS:
                             raise _Fallback
                         sources[path] = SourceFacts(path=path, **values)
@@ -372,12 +370,12 @@ def _parse_fast(text: str):
                 if reader.section(event):
                     for name, value in reader.items():
                         pool, sep, volume = name.partition("/")
-                        values = _known(reader.fields(value, _VOLUME_KEYS))
+                        values = reader.fields(value, _VOLUME_KEYS)
                         if not (sep and pool and volume) or values.get("kind") not in VOLUME_KINDS:
                             raise _Fallback
                         volumes[(pool, volume)] = VolumeTarget(**values)
             else:
-                reader.skip(event)
+                raise _Fallback  # an unknown key: the node walker names it
         for kind in (_EV.DocumentEndEvent, _EV.StreamEndEvent):
             if not isinstance(reader.event(), kind):
                 raise _Fallback
