@@ -167,6 +167,27 @@ def test_expected_xml_is_compared_canonically(tmp_path, capsys):
     assert '+      <driver cache="directsync" io="native" name="qemu" type="raw"/>' in out
 
 
+@pytest.mark.parametrize("text,message", [
+    ('<!DOCTYPE domain [<!ENTITY x SYSTEM "file:///etc/hostname">]>\n<domain>&x;</domain>\n',
+     "authoring-edges.expected.xml: DTDs and entity declarations are not allowed"),
+    ("<domain>\n  <name>x</name>\n", "authoring-edges.expected.xml:3: malformed XML"),
+])
+def test_a_bad_expected_xml_is_a_failed_result_naming_it(tmp_path, capsys, text, message):
+    """The expected XML is read as any domain XML is: no entity is expanded, and
+    a malformed file is one failed result with file:line, not a traceback."""
+    suite = make_suite(
+        tmp_path,
+        GOOD,
+        domains=("  - file: authoring-edges.xml\n    expect_xml: authoring-edges.expected.xml\n"),
+    )
+    with open(os.path.join(suite, "authoring-edges.expected.xml"), "w") as fh:
+        fh.write(text)
+    code, out = run(capsys, suite)
+    assert code == 1, out
+    assert message in out, out
+    assert "Traceback" not in out
+
+
 def test_json_and_junit_formats(tmp_path, capsys):
     wrong = GOOD.replace("io: native", "io: threads")
     suite = make_suite(tmp_path, GOOD + wrong.replace("lvm-plain", "wrong"))
