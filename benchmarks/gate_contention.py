@@ -36,10 +36,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from aiohook.budget import gate, ledger, procscan, supply  # noqa: E402
+from aiohook.budget import gate, ledger, procscan  # noqa: E402
 from aiohook.domxml import parse_domain  # noqa: E402
 from aiohook.facts import HostFacts  # noqa: E402
 from aiohook.planner import DomainPlan  # noqa: E402
+from aiohook.probe import host  # noqa: E402
 
 RECORD = struct.Struct("=iidddd")  # index, allowed, woke, locked, unlocked, done
 EVENTS = 1024
@@ -67,8 +68,7 @@ def fake_host(base: str, state: str) -> str:
     run = os.path.join(base, "run")
     os.makedirs(os.path.join(proc, "sys/fs"))
     os.makedirs(run)
-    supply.PROC_ROOT = proc
-    procscan.PROC_ROOT = proc
+    host.PROC_ROOT = proc
     procscan.LIBVIRT_RUN_DIR = run
     os.environ["AIOHOOK_STATE_DIR"] = state
     return proc

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 from test_budget_shapes import SHAPES, VCPUS, disk, mapped_disk, queue_mapping
 
-from aiohook.budget import demand, gate, ledger, procscan, supply
+from aiohook.budget import demand, gate, ledger, procscan
 from aiohook.domxml import parse_domain
 from aiohook.facts import HostFacts
+from aiohook.probe import host
 
 IMAGES = {f"f{i}": f"/img/f{i}.raw" for i in range(6)} | {"blk": "/dev/loop9", "q0": "/img/q0",
                                                           "q1": "/img/q1"}
@@ -137,8 +138,7 @@ def fake_host(tmp_path, monkeypatch):
     (proc / "sys/fs").mkdir(parents=True)
     run = tmp_path / "run"
     run.mkdir()
-    monkeypatch.setattr(supply, "PROC_ROOT", str(proc))
-    monkeypatch.setattr(procscan, "PROC_ROOT", str(proc))
+    monkeypatch.setattr(host, "PROC_ROOT", str(proc))
     monkeypatch.setattr(procscan, "LIBVIRT_RUN_DIR", str(run))
     monkeypatch.setenv("AIOHOOK_STATE_DIR", str(tmp_path / "state"))
 
@@ -285,8 +285,7 @@ def test_ledger_expiry_and_corrupt_rebuild(fake_host, monkeypatch):
 def _racer(args):
     state, proc, run, i = args
     os.environ["AIOHOOK_STATE_DIR"] = state
-    supply.PROC_ROOT = proc
-    procscan.PROC_ROOT = proc
+    host.PROC_ROOT = proc
     procscan.LIBVIRT_RUN_DIR = run
     plan = _plan(domain(disk("/a", "vda", "native"), name=f"r{i}"))
     return gate.gate_prepare(plan, settings()).allowed

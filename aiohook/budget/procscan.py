@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 
 from aiohook.budget.demand import events_per_context
+from aiohook.probe import host
 from aiohook.record import Record
 
-PROC_ROOT = "/proc"
 LIBVIRT_RUN_DIR = "/run/libvirt/qemu"
 _AIO_MARK = b"/[aio]"
 
@@ -25,7 +25,7 @@ LIBVIRT_DAEMONS = ("libvirtd", "virtqemud")
 def process_start_time(pid: int, proc_root: str | None = None) -> float | None:
     """When a process started, in seconds since the epoch (/proc/PID/stat and btime,
     which has whole seconds: the result may be up to 1 s early)."""
-    root = proc_root or PROC_ROOT
+    root = proc_root or host.PROC_ROOT
     try:
         with open(os.path.join(root, str(pid), "stat"), "rb") as fh:
             stat = fh.read()
@@ -54,7 +54,7 @@ def daemon_started(run_root: str = "/run", proc_root: str | None = None) -> tupl
 def aio_contexts(pid: int, proc_root: str | None = None) -> int | None:
     """Number of AIO contexts of a process; None when it is gone or unreadable."""
     try:
-        with open(os.path.join(proc_root or PROC_ROOT, str(pid), "maps"), "rb") as fh:
+        with open(os.path.join(proc_root or host.PROC_ROOT, str(pid), "maps"), "rb") as fh:
             return sum(1 for line in fh if _AIO_MARK in line)
     except OSError:
         return None
@@ -108,7 +108,7 @@ def domain_pid(domain: str, run_dir: str | None = None, proc_root: str | None = 
             pid = int(fh.read().strip())
     except (OSError, ValueError):
         return None
-    return pid if os.path.exists(os.path.join(proc_root or PROC_ROOT, str(pid))) else None
+    return pid if os.path.exists(os.path.join(proc_root or host.PROC_ROOT, str(pid))) else None
 
 
 class AioHolder(Record):
@@ -159,7 +159,7 @@ def qemu_holders(proc_root: str | None = None, run_dir: str | None = None,
                  include_idle: bool = True) -> list[AioHolder]:
     """Every running QEMU (libvirt pid files first, then `qemu-system*` processes),
     sorted by events held, largest first."""
-    proc_root = proc_root or PROC_ROOT
+    proc_root = proc_root or host.PROC_ROOT
     # A domain's pid file names its QEMU; others there (driver.pid: libvirtd's own) don't.
     by_pid = {pid: name for pid, name in libvirt_pids(run_dir).items()
               if _is_qemu(_cmdline(pid, proc_root))}
@@ -188,7 +188,7 @@ def _pids(proc_root: str) -> list[int]:
 
 def all_holders(proc_root: str | None = None, run_dir: str | None = None) -> list[AioHolder]:
     """Every process holding at least one AIO context (QEMU or not), largest first."""
-    proc_root = proc_root or PROC_ROOT
+    proc_root = proc_root or host.PROC_ROOT
     names = libvirt_pids(run_dir)
     out = []
     for pid in _pids(proc_root):

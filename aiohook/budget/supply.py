@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from aiohook.probe import host
 from aiohook.probe.host import AIO_MAX_NR, AIO_NR, read_sysctl_int
 from aiohook.record import Record
-
-PROC_ROOT = "/proc"  # where read_supply looks when not told (a fake host's, in tests)
 
 
 class Supply(Record):
@@ -32,6 +31,6 @@ class Supply(Record):
 
 def read_supply(reserve: int = 0, proc_root: str | None = None) -> Supply:
     """The host's counters now. Raises OSError or ValueError when they cannot be read."""
-    root = proc_root or PROC_ROOT
+    root = proc_root or host.PROC_ROOT
     return Supply(read_sysctl_int(AIO_MAX_NR, root), read_sysctl_int(AIO_NR, root),
                   max(0, int(reserve or 0)))

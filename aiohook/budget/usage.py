@@ -40,6 +40,7 @@ def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None,
                proc_root: str | None = None) -> dict:
     """pid -> the AIO state of that QEMU's domain (aiohook.budget.fallback)."""
     from aiohook.budget import fallback, procscan
+    from aiohook.probe import host
 
     run_dir = run_dir or procscan.LIBVIRT_RUN_DIR
     states = {}
@@ -51,7 +52,8 @@ def aio_states(holders, run_dir: str | None = None, log_dir: str | None = None,
                 doc = status_domain(path)
             except Exception:  # noqa: BLE001 - an unreadable status XML: state unknown
                 doc = None
-        states[h.pid] = fallback.examine(h, doc, log_dir, proc_root or procscan.PROC_ROOT) if h.domain else {"state": "unknown"}
+        states[h.pid] = (fallback.examine(h, doc, log_dir, proc_root or host.PROC_ROOT)
+                         if h.domain else {"state": "unknown"})
     return states
 
 

@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-PROC_ROOT = "/proc"
+PROC_ROOT = "/proc"  # the one default /proc of every reader (a fake host's, in tests)
 AIO_MAX_NR = "fs/aio-max-nr"
 AIO_NR = "fs/aio-nr"
 IO_URING_DISABLED = "kernel/io_uring_disabled"
