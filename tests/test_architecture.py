@@ -87,6 +87,11 @@ def test_every_module_has_a_layer():
     assert not missing, f"modules in no layer of docs/architecture.md: {missing}"
 
 
+def test_every_module_the_table_names_exists():
+    stale = sorted(name for _, names in _table_rows() for name in names if name not in MODULES)
+    assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
+
+
 def test_imports_go_down_the_layers():
     rows = _table_rows()
     wrong = []
