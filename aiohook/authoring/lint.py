@@ -104,7 +104,7 @@ def lint_text(text: bytes, filename: str) -> list[Finding]:
     findings = _key_findings(doc, filename, flagged)
     schema_problems = _schema_problems(_without(doc, flagged))
     for p in schema_problems:
-        findings.append(_finding(filename, p.line, "schema", p.rule, p.message))
+        findings.append(_finding(filename, p.line, "schema", None, p.message))
     if findings:  # the semantic analyses need a well-formed ruleset
         return _sorted(findings)
     ruleset = build_ruleset(text, filename)

@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from aiohook import config
+
 RULES_SCHEMA = "rules.schema.json"
 IO_PREFERENCES = ("native", "threads", "io_uring")
 
@@ -128,44 +130,30 @@ def parse_ruleset(text: bytes, filename: str) -> Ruleset:
     return _build(doc, text)
 
 
-class Problem(Record):
-    FIELDS = ("line", "message", "rule")
-
-    def __init__(self, line: int | None, message: str, rule: str | None = None):
-        self.line = line
-        self.message = message
-        self.rule = rule
-
-    def render(self, filename: str) -> str:
-        where = f"{filename}:{self.line}" if self.line else filename
-        return f"{where}: {self.message}"
-
-
-def validate_ruleset(text: bytes, filename: str) -> list[Problem]:
+def validate_ruleset(text: bytes, filename: str) -> list[config.Problem]:
     """Every schema problem, or else every semantic error (the error tier of
-    `rules lint`), each with a line and the rule it is in."""
+    `rules lint`), each with its line; a semantic error names its rule."""
     return _validated(text, filename)[1]
 
 
-def _validated(text: bytes, filename: str) -> tuple[Any, list[Problem]]:
+def _validated(text: bytes, filename: str) -> tuple[Any, list[config.Problem]]:
     """The document and its problems: the schema's (config's one translator, the
     wording in rules.schema.json), else the semantic errors."""
     from aiohook import config
 
-    doc, found = config.validate(text, filename, RULES_SCHEMA, PolicyError)
-    problems = [Problem(p.line, p.message) for p in found]
+    doc, problems = config.validate(text, filename, RULES_SCHEMA, PolicyError)
     if not problems:
-        problems = [Problem(p.line, f"rule '{p.rule}': {p.message}", p.rule)
+        problems = [config.Problem(p.line, f"rule '{p.rule}': {p.message}")
                     for p in rule_problems(doc) if p.error]
     problems.sort(key=lambda p: (p.line or 0))
     return doc, problems
 
 
-def _schema_problems(doc) -> list[Problem]:
+def _schema_problems(doc) -> list[config.Problem]:
     """The schema problems of a ruleset document (also `rules lint`'s schema tier)."""
     from aiohook import config
 
-    return [Problem(p.line, p.message) for p in config.problems(doc, RULES_SCHEMA)]
+    return config.problems(doc, RULES_SCHEMA)
 
 
 def _selector(raw: Any) -> tuple:
@@ -283,6 +271,6 @@ def _build(doc, text: bytes) -> Ruleset:
                    description=doc.data.get("description", ""))
 
 
-__all__ = ["Action", "Rule", "Ruleset", "Problem", "RuleProblem", "parse_ruleset",
+__all__ = ["Action", "Rule", "Ruleset", "RuleProblem", "parse_ruleset",
            "validate_ruleset", "rule_problems", "build_ruleset", "contradiction", "UNSET",
            "IO_PREFERENCES"]
