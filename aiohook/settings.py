@@ -14,9 +14,11 @@ Strict: an unknown key, a wrong type or value is an error naming file:line and
 the key. The file is checked against aiohook/schemas/settings.schema.json by the
 one config loader (aiohook/config.py), which also words the errors (the
 schema's x-message); the builder here only maps YAML 1.1's bare `off` (read as
-false) to "off" and resolves a relative rules path. The validated result is cached as JSON keyed by the sha256 of the
-aiohook version, the file's path and its content, so a cache hit (the hook's
-hot path) costs one read, one hash and a JSON load: no yaml import, and
+false) to "off" and resolves a relative rules path.
+
+The validated result is cached as JSON keyed by the sha256 of the aiohook
+version, the file's path and its content, so a cache hit (the hook's hot path)
+costs one read, one hash and a JSON load: no yaml or jsonschema import, and
 neither hashlib nor json (aiohook.cachekey, aiohook.jsonlite: issue 11).
 
 AIOHOOK_CONFIG_DIR moves the config directory (tests).
